@@ -1,0 +1,340 @@
+"""SQLAlchemy 2.0 ORM models of the warehouse — the one place every table is declared.
+
+Layers (SPEC §3, §4):
+
+* **raw** (``raw_*``): what a source adapter returned, unmodified. Raw tables keep duplicates
+  and bad prints (the cleaner must see them), so they have a surrogate ``id`` key.
+* **clean** (``cleaned_prices``, ``aligned_panel``, ``quarantine``): validated, adjusted and
+  point-in-time aligned data with natural keys.
+* factor and result tables arrive with their issues, each through an Alembic migration.
+
+Every partitioned table has a ``session`` column: the XTAI trading session whose partition owns
+the row (see ``domain.calendar`` for how non-session dates such as a Saturday publication or a
+New York date are mapped). Writing a partition replaces exactly the rows whose ``session`` lies in
+the partition range, in one transaction (``warehouse.io``).
+
+Units: share counts in shares (not lots), money in TWD, prices in TWD per share, US prices in USD.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# A BIGINT surrogate key that is also SQLite's rowid alias (autoincrement works there).
+SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# --------------------------------------------------------------------------------------------
+# raw layer
+# --------------------------------------------------------------------------------------------
+
+
+class RawStockInfo(Base):
+    """The security master, delisted names included (no survivorship bias). Not partitioned."""
+
+    __tablename__ = "raw_stock_info"
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    market: Mapped[str] = mapped_column(String(8))  # TWSE | TPEx
+    industry: Mapped[str] = mapped_column(String(64))
+    listed_date: Mapped[dt.date] = mapped_column(Date)
+    delisted_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+
+class RawDailyPrices(Base):
+    """Unadjusted daily bars as published. Suspended sessions have no row."""
+
+    __tablename__ = "raw_daily_prices"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    open: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_shares: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    turnover_twd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trades: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawCorporateActions(Base):
+    """Ex-dividend / ex-rights events. ``session`` is the ex-date (always a session)."""
+
+    __tablename__ = "raw_corporate_actions"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    ex_date: Mapped[dt.date] = mapped_column(Date)
+    cash_dividend: Mapped[float] = mapped_column(Float)  # TWD per share
+    stock_dividend_ratio: Mapped[float] = mapped_column(Float)  # new shares per share (0.05 = 5%)
+    split_ratio: Mapped[float] = mapped_column(Float)  # new shares per old share (1.0 = none)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawInstitutionalFlows(Base):
+    """Daily buy/sell of the five institutional investor types (三大法人)."""
+
+    __tablename__ = "raw_institutional_flows"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    # Foreign_Investor | Foreign_Dealer_Self | Investment_Trust | Dealer_self | Dealer_Hedging
+    investor: Mapped[str] = mapped_column(String(32))
+    buy_shares: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sell_shares: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawBrokerFlows(Base):
+    """Broker-branch daily report (分點), one row per (session, symbol, branch)."""
+
+    __tablename__ = "raw_broker_flows"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    broker_id: Mapped[str] = mapped_column(String(16))
+    buy_shares: Mapped[int] = mapped_column(BigInteger)
+    sell_shares: Mapped[int] = mapped_column(BigInteger)
+    avg_buy_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    avg_sell_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawMargin(Base):
+    """Margin purchase / short sale balances and daily changes, in shares."""
+
+    __tablename__ = "raw_margin"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    margin_balance: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_balance: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    margin_buy: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    margin_sell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_sell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_cover: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawFinancials(Base):
+    """Quarterly statements: income items are single-quarter flows, balance items period-end stocks.
+
+    ``available_date`` is the publication date when known, else null in raw (the cleaner then uses
+    the regulatory deadline). ``session`` is the first session on or after the date the row
+    became public (publication date, or the deadline when unknown).
+    """
+
+    __tablename__ = "raw_financials"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    available_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    revenue: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gross_profit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    operating_income: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pretax_income: Mapped[float | None] = mapped_column(Float, nullable=True)
+    net_income: Mapped[float | None] = mapped_column(Float, nullable=True)
+    interest_expense: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_assets: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_equity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawMarketIndicators(Base):
+    """Market-wide daily series: TAIEX, VIXTWN, TXO put/call, TX foreign net OI, total margin."""
+
+    __tablename__ = "raw_market_indicators"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date, index=True)
+    taiex_close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    vixtwn: Mapped[float | None] = mapped_column(Float, nullable=True)
+    put_call_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tx_foreign_net_oi: Mapped[float | None] = mapped_column(Float, nullable=True)  # contracts
+    margin_total: Mapped[float | None] = mapped_column(Float, nullable=True)  # TWD
+
+
+class RawUsMarket(Base):
+    """US proxy daily bars. ``session`` is the first TW session that opens after the NY close."""
+
+    __tablename__ = "raw_us_market"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    ny_date: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    open: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawNews(Base):
+    """Headlines. ``session`` is the first session on or after the Taipei date of publication."""
+
+    __tablename__ = "raw_news"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    symbol: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    source: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+# --------------------------------------------------------------------------------------------
+# clean layer
+# --------------------------------------------------------------------------------------------
+
+
+class Quarantine(Base):
+    """Raw rows the cleaner rejected (or gaps it found), each with a machine-readable reason."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    table_name: Mapped[str] = mapped_column(String(64))  # the raw table the row came from
+    symbol: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    # rejected: row dropped | corrected: row kept with a fixed value | flagged: kept, worth knowing
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)  # the offending row / context as JSON
+    __table_args__ = (Index(None, "session", "table_name"),)
+
+
+class CleanedPrices(Base):
+    """Validated bars with raw and adjusted prices (SPEC §4).
+
+    ``adj_factor`` is the cumulative product of per-event factors
+    ``reference / prev_close`` over ex-dates up to and including ``session``;
+    ``*_adj = raw / adj_factor``. That is the backward-adjusted series anchored at the start of
+    history, so a row never changes when later corporate actions arrive (point-in-time); the
+    backward adjustment "as of" a date A is ``*_adj * adj_factor(A)``.
+    """
+
+    __tablename__ = "cleaned_prices"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume_shares: Mapped[int] = mapped_column(BigInteger)
+    turnover_twd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trades: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    vwap: Mapped[float] = mapped_column(Float)  # turnover / volume, close when no turnover
+    adj_factor: Mapped[float] = mapped_column(Float)
+    open_adj: Mapped[float] = mapped_column(Float)
+    high_adj: Mapped[float] = mapped_column(Float)
+    low_adj: Mapped[float] = mapped_column(Float)
+    close_adj: Mapped[float] = mapped_column(Float)
+    vwap_adj: Mapped[float] = mapped_column(Float)
+    prev_close: Mapped[float | None] = mapped_column(Float, nullable=True)  # last valid raw close
+    is_ex_date: Mapped[bool] = mapped_column(Boolean)
+    limit_up: Mapped[bool] = mapped_column(Boolean)  # closed at the up limit
+    limit_down: Mapped[bool] = mapped_column(Boolean)
+    sessions_since_listing: Mapped[int] = mapped_column(Integer)
+
+
+class AlignedPanel(Base):
+    """One row per (session, listed symbol): prices, flows, margin, as-of fundamentals, market
+    indicators and US proxies, all known by the end of ``session`` (SPEC §4)."""
+
+    __tablename__ = "aligned_panel"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    market: Mapped[str] = mapped_column(String(8))
+    industry: Mapped[str] = mapped_column(String(64))
+    # prices (carried forward at most N sessions when suspended / missing; see stale_sessions)
+    close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    close_adj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    vwap_adj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high_adj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    low_adj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_shares: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    turnover_twd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ret_1d: Mapped[float | None] = mapped_column(Float, nullable=True)  # close_adj / prev - 1
+    has_bar: Mapped[bool] = mapped_column(Boolean)  # a validated bar exists for this session
+    stale_sessions: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 0 = fresh bar
+    limit_up: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    limit_down: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # institutional net buying, shares (null = no report, not zero)
+    foreign_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    trust_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    dealer_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    inst_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # margin, shares
+    margin_balance: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_balance: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    margin_buy: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    margin_sell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_sell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    short_cover: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # fundamentals as of the session: TTM flows over the last four quarters available, latest stocks
+    fin_period_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    fin_available_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    revenue_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gross_profit_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    operating_income_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pretax_income_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    net_income_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    interest_expense_ttm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_assets: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_equity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # market-wide
+    taiex_close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    vixtwn: Mapped[float | None] = mapped_column(Float, nullable=True)
+    put_call_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tx_foreign_net_oi: Mapped[float | None] = mapped_column(Float, nullable=True)
+    margin_total: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # US proxies: compounded close-to-close return over the NY sessions mapped to this session
+    us_smh_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
+    us_soxx_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
+    us_qqq_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
+    us_tsm_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
+    us_spy_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# Tables that a session partition owns, by asset-facing name.
+RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
+    "daily_prices": RawDailyPrices,
+    "corporate_actions": RawCorporateActions,
+    "institutional_flows": RawInstitutionalFlows,
+    "broker_flows": RawBrokerFlows,
+    "margin": RawMargin,
+    "financials": RawFinancials,
+    "market_indicators": RawMarketIndicators,
+    "us_market": RawUsMarket,
+    "news": RawNews,
+}
+RAW_TABLES: dict[str, type[Base]] = {"stock_info": RawStockInfo, **RAW_PARTITIONED_TABLES}
+
+# The US proxy tickers the panel carries (columns us_<ticker>_ret above).
+US_PROXIES: tuple[str, ...] = ("SMH", "SOXX", "QQQ", "TSM", "SPY")
