@@ -1,0 +1,75 @@
+"""Small helpers shared by the asset modules: partition ranges and table metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import polars as pl
+
+from quant_genesis_dagster.domain import tables
+from quant_genesis_dagster.domain.warehouse import models
+from quant_genesis_dagster.errors import QGError
+
+# Rows one asset writes per partition range; what a materialization reports.
+ROW_COUNT = "dagster/row_count"
+COLUMN_SCHEMA = "dagster/column_schema"
+
+_DTYPE_NAMES = {
+    pl.Date: "date",
+    pl.Boolean: "bool",
+    pl.Int64: "int64",
+    pl.Int32: "int32",
+    pl.Float64: "float64",
+    pl.String: "string",
+}
+
+
+def session_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The first and last session of the run's partition range (a single run may cover years)."""
+    rng = context.partition_key_range
+    return dt.date.fromisoformat(rng.start), dt.date.fromisoformat(rng.end)
+
+
+def column_schema(model: type[models.Base]) -> dg.TableSchema:
+    cols = []
+    for name, dtype in tables.polars_schema(model).items():
+        col = model.__table__.columns[name]
+        cols.append(
+            dg.TableColumn(
+                name=name,
+                type=_DTYPE_NAMES.get(type(dtype), str(dtype)),
+                description=col.comment,
+                constraints=dg.TableColumnConstraints(nullable=bool(col.nullable)),
+            )
+        )
+    return dg.TableSchema(columns=cols)
+
+
+def table_metadata(model: type[models.Base], rows: int, **extra) -> dict:
+    return {ROW_COUNT: rows, COLUMN_SCHEMA: column_schema(model), "table": model.__tablename__, **extra}
+
+
+def counts_markdown(counts: dict[str, int], key: str = "reason") -> dg.MetadataValue:
+    if not counts:
+        return dg.MetadataValue.md("none")
+    lines = [f"| {key} | rows |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def value_counts(df: pl.DataFrame, column: str) -> dict[str, int]:
+    if df.is_empty():
+        return {}
+    vc = df.group_by(column).len()
+    return {str(k): int(v) for k, v in vc.iter_rows()}
+
+
+def as_failure(err: QGError) -> dg.Failure:
+    """A user error as a Dagster failure whose description is the one-line message."""
+    return dg.Failure(description=str(err), allow_retries=False)
+
+
+def json_dumps(obj) -> str:
+    return json.dumps(obj, default=str, ensure_ascii=False)

@@ -1,0 +1,56 @@
+"""The Definitions load, and hold every asset, check and job the issue promises."""
+
+import datetime as dt
+
+import dagster as dg
+
+from quant_genesis_dagster.definitions import defs
+from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
+from quant_genesis_dagster.domain import calendar
+from quant_genesis_dagster.domain.warehouse.models import RAW_PARTITIONED_TABLES
+
+EXPECTED_ASSETS = {
+    "raw_stock_info",
+    *(f"raw_{t}" for t in RAW_PARTITIONED_TABLES),
+    "cleaned_prices",
+    "aligned_panel",
+}
+EXPECTED_CHECKS = {
+    ("raw_daily_prices", "sessions_have_prices"),
+    ("cleaned_prices", "positive_prices"),
+    ("cleaned_prices", "ohlc_consistent"),
+    ("cleaned_prices", "quarantine_counts"),
+    ("aligned_panel", "no_future_fundamentals"),
+    ("aligned_panel", "coverage"),
+    ("aligned_panel", "quarantine_counts"),
+}
+
+
+def test_definitions_load_with_every_asset_check_and_job():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    assets = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert assets == EXPECTED_ASSETS
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+    assert defs.resolve_job_def("daily_job") is not None
+
+
+def test_partitioned_assets_use_trading_days_and_single_run_backfills():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if key.to_user_string() == "raw_stock_info":
+            assert node.partitions_def is None
+            continue
+        assert node.partitions_def == trading_days_partitions_def
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_partition_keys_are_exactly_the_xtai_sessions():
+    keys = trading_days_partitions_def.get_partition_keys_in_range(
+        dg.PartitionKeyRange("2024-01-02", "2024-12-31")
+    )
+    expected = [d.isoformat() for d in calendar.sessions(dt.date(2024, 1, 1), dt.date(2024, 12, 31))]
+    assert keys == expected
+    assert "2024-07-24" not in keys and "2024-07-25" not in keys  # typhoon Gaemi
