@@ -100,11 +100,20 @@ def _up(args: argparse.Namespace) -> int:
     _embedded_instance_env(settings)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [
-        sys.executable, "-m", "dagster", "dev",
-        "-w", os.path.join(root, "workspace.yaml"),
-        "-h", args.host, "-p", str(args.port),
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        os.path.join(root, "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
     ]
-    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    print(
+        f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
+    )
     try:
         return subprocess.call(cmd, cwd=root)
     except KeyboardInterrupt:

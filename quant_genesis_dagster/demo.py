@@ -32,9 +32,7 @@ def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed:
     job = defs.resolve_job_def(DAILY_JOB_NAME)
     run_id = str(uuid.uuid4())
     steps = [node.name for node in job.graph.nodes]
-    run_config = {
-        "resources": {"data_source": {"config": {"n_symbols": n_symbols, "seed": seed}}}
-    }
+    run_config = {"resources": {"data_source": {"config": {"n_symbols": n_symbols, "seed": seed}}}}
     tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": end.isoformat(),
@@ -56,7 +54,10 @@ def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed:
         )
         watcher.start()
         result = job.execute_in_process(
-            run_config=run_config, instance=instance, run_id=run_id, tags=tags,
+            run_config=run_config,
+            instance=instance,
+            run_id=run_id,
+            tags=tags,
             raise_on_error=False,
         )
         stop.set()
@@ -117,15 +118,21 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
     rows.add_column("asset")
     rows.add_column("table")
     rows.add_column("rows", justify="right")
-    rows.add_row("raw_stock_info", "raw_stock_info", f"{io.count_rows(engine, models.RawStockInfo):,}")
+    rows.add_row(
+        "raw_stock_info", "raw_stock_info", f"{io.count_rows(engine, models.RawStockInfo):,}"
+    )
     for name, model in models.RAW_PARTITIONED_TABLES.items():
-        rows.add_row(f"raw_{name}", model.__tablename__, f"{io.count_rows(engine, model, start, end):,}")
+        rows.add_row(
+            f"raw_{name}", model.__tablename__, f"{io.count_rows(engine, model, start, end):,}"
+        )
     for model in (models.CleanedPrices, models.AlignedPanel):
         n = io.count_rows(engine, model, start, end)
         rows.add_row(model.__tablename__, model.__tablename__, f"{n:,}")
     console.print(rows)
 
-    q = io.read_slice(engine, models.Quarantine, start, end, columns=["table_name", "reason", "action"])
+    q = io.read_slice(
+        engine, models.Quarantine, start, end, columns=["table_name", "reason", "action"]
+    )
     qt = Table(title="Quarantined rows by reason")
     for col in ("table", "reason", "action", "rows"):
         qt.add_column(col, justify="right" if col == "rows" else "left")
@@ -139,4 +146,6 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
     console.print(f"Run {run_id} succeeded in {seconds:.1f} s.")
     console.print(f"Warehouse:     {engine.url.render_as_string(hide_password=True)}")
     console.print(f"Dagster home:  {settings.dagster_home}")
-    console.print("Open the UI:   [bold]make up[/]  →  http://127.0.0.1:3000 (asset graph, runs, checks)")
+    console.print(
+        "Open the UI:   [bold]make up[/]  →  http://127.0.0.1:3000 (asset graph, runs, checks)"
+    )

@@ -11,15 +11,22 @@ from quant_genesis_dagster.errors import QGError
 
 
 def test_2024_sessions_are_exactly_exchange_calendars_xtai():
-    expected = [d.date() for d in xc.get_calendar("XTAI").sessions_in_range("2024-01-01", "2024-12-31")]
+    expected = [
+        d.date() for d in xc.get_calendar("XTAI").sessions_in_range("2024-01-01", "2024-12-31")
+    ]
     assert calendar.sessions(dt.date(2024, 1, 1), dt.date(2024, 12, 31)) == expected
     assert len(expected) == 243
 
 
 @pytest.mark.parametrize(
     "day, why",
-    [("2024-07-24", "typhoon"), ("2024-07-25", "typhoon"), ("2024-02-09", "lunar new year"),
-     ("2024-10-10", "national day"), ("2024-07-27", "saturday")],
+    [
+        ("2024-07-24", "typhoon"),
+        ("2024-07-25", "typhoon"),
+        ("2024-02-09", "lunar new year"),
+        ("2024-10-10", "national day"),
+        ("2024-07-27", "saturday"),
+    ],
 )
 def test_non_sessions_are_rejected_with_a_one_line_error(day, why):
     with pytest.raises(QGError) as err:
@@ -54,8 +61,19 @@ def test_shift_and_index():
 
 @pytest.mark.parametrize(
     "price, tick",
-    [(9.99, 0.01), (10.0, 0.05), (49.95, 0.05), (50.0, 0.1), (99.9, 0.1), (100.0, 0.5),
-     (499.5, 0.5), (500.0, 1.0), (999.0, 1.0), (1000.0, 5.0), (2330.0, 5.0)],
+    [
+        (9.99, 0.01),
+        (10.0, 0.05),
+        (49.95, 0.05),
+        (50.0, 0.1),
+        (99.9, 0.1),
+        (100.0, 0.5),
+        (499.5, 0.5),
+        (500.0, 1.0),
+        (999.0, 1.0),
+        (1000.0, 5.0),
+        (2330.0, 5.0),
+    ],
 )
 def test_tick_sizes(price, tick):
     assert market.tick_size(price) == pytest.approx(tick)

@@ -60,7 +60,9 @@ def test_bad_arguments_give_one_line_errors(qg_home, capsys, argv, needle):
         ("postgresql+psycopg2://u:secret@127.0.0.1:1/qg", "QG_DATABASE_URL"),
     ],
 )
-def test_bad_database_url_is_one_line_without_the_password(qg_home, capsys, monkeypatch, url, needle):
+def test_bad_database_url_is_one_line_without_the_password(
+    qg_home, capsys, monkeypatch, url, needle
+):
     monkeypatch.setenv("QG_DATABASE_URL", url)
     assert cli.main(["demo", "--sessions", "5", "--end", "2024-08-30"]) == 2
     err = capsys.readouterr().err.strip()

@@ -34,7 +34,11 @@ def test_materialize_with_postgres_instance_and_warehouse(pg_dagster_url, pg_url
         assert result.success
         mats = instance.fetch_materializations(dg.AssetKey("aligned_panel"), limit=10).records
         assert {r.partition_key for r in mats} == {
-            "2024-08-26", "2024-08-27", "2024-08-28", "2024-08-29", "2024-08-30"
+            "2024-08-26",
+            "2024-08-27",
+            "2024-08-28",
+            "2024-08-29",
+            "2024-08-30",
         }
     engine = open_warehouse(pg_url, tmp_path)
     assert engine.dialect.name == "postgresql"

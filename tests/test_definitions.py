@@ -51,6 +51,8 @@ def test_partition_keys_are_exactly_the_xtai_sessions():
     keys = trading_days_partitions_def.get_partition_keys_in_range(
         dg.PartitionKeyRange("2024-01-02", "2024-12-31")
     )
-    expected = [d.isoformat() for d in calendar.sessions(dt.date(2024, 1, 1), dt.date(2024, 12, 31))]
+    expected = [
+        d.isoformat() for d in calendar.sessions(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    ]
     assert keys == expected
     assert "2024-07-24" not in keys and "2024-07-25" not in keys  # typhoon Gaemi

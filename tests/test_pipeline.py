@@ -98,7 +98,9 @@ def test_every_table_has_rows_for_every_session(worlds):
     assert io.count_rows(eng, models.RawStockInfo) >= N_SYMBOLS
     for model in (models.CleanedPrices, models.AlignedPanel, models.RawBrokerFlows):
         per_session = io.count_rows(eng, model, S, D20, group_by="session")
-        missing = set(calendar.sessions(S, D20)) - {dt.date.fromisoformat(str(k)) for k in per_session}
+        missing = set(calendar.sessions(S, D20)) - {
+            dt.date.fromisoformat(str(k)) for k in per_session
+        }
         # a planted missing_session leaves cleaned_prices without rows for that session only
         assert len(missing) <= (2 if model is models.CleanedPrices else 0), (model, missing)
 
@@ -136,15 +138,25 @@ def test_every_planted_fault_kind_is_quarantined_with_its_reason(worlds):
     q = io.read_slice(worlds["w1"]["engine"], models.Quarantine, S, D20)
     kinds = set(truth["kind"].unique().to_list())
     assert kinds >= {
-        "missing_session", "duplicate", "ohlc_inconsistent", "non_positive_price",
-        "negative_volume", "limit_breach",
+        "missing_session",
+        "duplicate",
+        "ohlc_inconsistent",
+        "non_positive_price",
+        "negative_volume",
+        "limit_breach",
     }
     for kind in sorted(kinds):
         planted = truth.filter(pl.col("kind") == kind)
         caught = q.filter(pl.col("reason") == kind)
-        keys = ["table_name", "symbol"] if kind.startswith(("financials", "missing_avail", "late")) else ["session", "table_name", "symbol"]
+        keys = (
+            ["table_name", "symbol"]
+            if kind.startswith(("financials", "missing_avail", "late"))
+            else ["session", "table_name", "symbol"]
+        )
         planted_keys = planted.rename({"table": "table_name"}).select(keys).unique()
-        missed = planted_keys.join(caught.select(keys).unique(), on=keys, how="anti", nulls_equal=True)
+        missed = planted_keys.join(
+            caught.select(keys).unique(), on=keys, how="anti", nulls_equal=True
+        )
         assert missed.is_empty(), f"{kind}: not caught {missed.head(5)}"
 
 

@@ -2,8 +2,6 @@
 ``aligned_panel`` (the point-in-time panel every factor reads). Each reads its inputs from the
 warehouse, calls one domain function, and replaces its slice."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -138,11 +136,15 @@ def cleaned_prices(
         ),
     )
     yield dg.AssetCheckResult(
-        check_name=CHECK_POSITIVE_PRICES, asset_key="cleaned_prices", passed=ok_pos,
+        check_name=CHECK_POSITIVE_PRICES,
+        asset_key="cleaned_prices",
+        passed=ok_pos,
         metadata=_md(pos_detail),
     )
     yield dg.AssetCheckResult(
-        check_name=CHECK_OHLC_CONSISTENT, asset_key="cleaned_prices", passed=ok_ohlc,
+        check_name=CHECK_OHLC_CONSISTENT,
+        asset_key="cleaned_prices",
+        passed=ok_ohlc,
         metadata=_md(ohlc_detail),
     )
     yield _quarantine_check("cleaned_prices", result.quarantine, raw.height)
@@ -260,7 +262,9 @@ def aligned_panel(
         ),
     )
     yield dg.AssetCheckResult(
-        check_name=CHECK_NO_FUTURE_FUNDAMENTALS, asset_key="aligned_panel", passed=ok_future,
+        check_name=CHECK_NO_FUTURE_FUNDAMENTALS,
+        asset_key="aligned_panel",
+        passed=ok_future,
         metadata=_md(future_detail),
     )
     yield dg.AssetCheckResult(

@@ -1,7 +1,5 @@
 """Small helpers shared by the asset modules: partition ranges and table metadata."""
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 
@@ -48,7 +46,12 @@ def column_schema(model: type[models.Base]) -> dg.TableSchema:
 
 
 def table_metadata(model: type[models.Base], rows: int, **extra) -> dict:
-    return {ROW_COUNT: rows, COLUMN_SCHEMA: column_schema(model), "table": model.__tablename__, **extra}
+    return {
+        ROW_COUNT: rows,
+        COLUMN_SCHEMA: column_schema(model),
+        "table": model.__tablename__,
+        **extra,
+    }
 
 
 def counts_markdown(counts: dict[str, int], key: str = "reason") -> dg.MetadataValue:

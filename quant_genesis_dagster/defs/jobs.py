@@ -1,8 +1,6 @@
 """Jobs. ``daily_job`` materializes the whole asset graph for a session or a range of sessions
 (one run; every partitioned asset uses a single-run backfill policy)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 DAILY_JOB_NAME = "daily_job"

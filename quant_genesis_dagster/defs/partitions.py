@@ -5,8 +5,6 @@ exactly one session long and a holiday is never a partition (DAGSTER.md). No ``e
 session D becomes materializable once D has ended in Asia/Taipei.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -17,7 +15,9 @@ from quant_genesis_dagster.domain import calendar
 def _holiday_exclusions() -> list[dt.datetime]:
     return [
         dt.datetime.combine(d, dt.time())
-        for d in calendar.non_session_weekdays(calendar.HISTORY_START, calendar.last_known_session())
+        for d in calendar.non_session_weekdays(
+            calendar.HISTORY_START, calendar.last_known_session()
+        )
     ]
 
 

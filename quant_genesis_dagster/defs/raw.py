@@ -5,8 +5,6 @@ multi-asset (one fetch from the source per run, one transactional slice write pe
 backfill over years is a single vectorized run.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -1,8 +1,6 @@
 """Dagster resources: the warehouse and the data source. Thin wrappers over domain code; the
 environment is read at run time (never at import), secrets only through ``EnvVar``."""
 
-from __future__ import annotations
-
 from functools import lru_cache
 from typing import Any
 

@@ -60,7 +60,9 @@ def last_sessions(n: int, end: dt.date | str) -> list[dt.date]:
     arr = session_array()
     upto = arr[arr <= np.datetime64(str(end), "D")]
     if len(upto) < n:
-        raise QGError(f"only {len(upto)} XTAI sessions between {HISTORY_START} and {end}; asked for {n}")
+        raise QGError(
+            f"only {len(upto)} XTAI sessions between {HISTORY_START} and {end}; asked for {n}"
+        )
     return [_to_date(x) for x in upto[-n:]]
 
 

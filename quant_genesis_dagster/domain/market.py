@@ -31,7 +31,9 @@ def round_to_tick(price, mode: str = "nearest"):
     p = np.asarray(price, dtype=float)
     t = tick_size(p)
     q = p / t
-    r = {"nearest": np.round, "down": np.floor, "up": np.ceil}[mode](q + (1e-9 if mode == "down" else -1e-9 if mode == "up" else 0.0))
+    r = {"nearest": np.round, "down": np.floor, "up": np.ceil}[mode](
+        q + (1e-9 if mode == "down" else -1e-9 if mode == "up" else 0.0)
+    )
     return np.round(r * t, 2)
 
 

@@ -34,9 +34,7 @@ def _polars_type(sql_type: object) -> pl.DataType:
 def polars_schema(model: type[models.Base]) -> pl.Schema:
     """The polars schema of a model's data columns (surrogate ``id`` excluded)."""
     table = model.__table__
-    return pl.Schema(
-        {c.name: _polars_type(c.type) for c in table.columns if c.name != "id"}
-    )
+    return pl.Schema({c.name: _polars_type(c.type) for c in table.columns if c.name != "id"})
 
 
 def conform(df: pl.DataFrame, model: type[models.Base], *, what: str | None = None) -> pl.DataFrame:
@@ -46,8 +44,7 @@ def conform(df: pl.DataFrame, model: type[models.Base], *, what: str | None = No
     if missing:
         name = what or model.__tablename__
         raise QGError(
-            f"{name}: missing column(s) {', '.join(missing)}; "
-            f"expected {', '.join(schema)}"
+            f"{name}: missing column(s) {', '.join(missing)}; expected {', '.join(schema)}"
         )
     return df.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])
 

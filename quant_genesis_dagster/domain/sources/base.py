@@ -27,9 +27,7 @@ class DataSource(Protocol):
         """The security master, delisted names included."""
         ...
 
-    def fetch(
-        self, tables: Iterable[str], start: dt.date, end: dt.date
-    ) -> dict[str, pl.DataFrame]:
+    def fetch(self, tables: Iterable[str], start: dt.date, end: dt.date) -> dict[str, pl.DataFrame]:
         """Raw rows of each requested partitioned table with ``session`` in [start, end]."""
         ...
 

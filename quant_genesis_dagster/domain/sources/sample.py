@@ -25,9 +25,7 @@ class SampleSource:
     def stock_info(self) -> pl.DataFrame:
         return self.market.stock_info()
 
-    def fetch(
-        self, tables: Iterable[str], start: dt.date, end: dt.date
-    ) -> dict[str, pl.DataFrame]:
+    def fetch(self, tables: Iterable[str], start: dt.date, end: dt.date) -> dict[str, pl.DataFrame]:
         return self.market.tables(start, end, tables=check_tables(tables))
 
 
