@@ -106,7 +106,8 @@ def cleaned_prices(
     try:
         _require_previous_session(engine, start)
         raw = io.read_slice(engine, models.RawDailyPrices, start, end)
-        actions = io.read_slice(engine, models.RawCorporateActions, start, end)
+        # all ex-dates up to end: a symbol suspended across an ex-date needs it
+        actions = io.read_slice(engine, models.RawCorporateActions, None, end)
         info = io.read_all(engine, models.RawStockInfo)
         prior = io.read_latest_before(engine, models.CleanedPrices, start)
         result = cleaning.clean_prices(raw, actions, info, prior, calendar.sessions(start, end))
