@@ -29,7 +29,9 @@ def test_demo_runs_the_main_job_and_prints_a_summary(qg_home, capsys):
     for word in ("raw_daily_prices", "cleaned_prices", "aligned_panel", "Quarantined", "make up"):
         assert word in out
     # the run is in the persistent embedded instance, so the UI shows it
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(qg_home / "dagster"))) as inst:
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(qg_home / "dagster"))) as inst:
         assert len(inst.get_runs()) == 1
 
 

@@ -17,6 +17,8 @@ from quant_genesis_dagster.domain.sample import SampleMarket, SampleMarketConfig
 from quant_genesis_dagster.domain.warehouse import io, models
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
 
+pytestmark = pytest.mark.xdist_group("pipeline")  # one worker builds the shared worlds
+
 N_SYMBOLS = 60
 SEED = 11
 D = dt.date(2024, 8, 30)  # the "today" of the truncation test; the window spans typhoon Gaemi
@@ -165,20 +167,38 @@ def test_aligned_panel_uses_no_future_fundamentals(worlds):
     assert panel.height > 0
     bad = panel.filter(pl.col("fin_available_date") > pl.col("session"))
     assert bad.is_empty()
-    assert panel["revenue_ttm"].is_not_null().mean() > 0.5
+    # Statements published inside the window are used from their session on ...
+    assert panel["fin_period_end"].is_not_null().any()
+    # ... but the warehouse holds fewer than four quarters of them, so TTM is honestly null
+    # (the panel never builds a TTM from a short history).
+    assert panel["revenue_ttm"].is_null().all()
 
 
-def test_checks_pass_on_the_sample_market(worlds):
-    result = worlds["w1"]["result"]
-    evaluations = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
-    by_name = {(ev.asset_key.to_user_string(), ev.check_name): ev.passed for ev in evaluations}
-    assert by_name[("cleaned_prices", "positive_prices")]
-    assert by_name[("cleaned_prices", "ohlc_consistent")]
-    assert by_name[("aligned_panel", "no_future_fundamentals")]
-    assert by_name[("aligned_panel", "coverage")]
-    # the planted missing session makes the raw-prices completeness check warn, honestly
-    assert ("raw_daily_prices", "sessions_have_prices") in by_name
+def _check_evaluations(result) -> dict:
+    return {
+        (ev.asset_key.to_user_string(), ev.check_name): ev
+        for ev in (
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        )
+    }
+
+
+def test_checks_pass_on_the_sample_market_and_flag_the_vendor_gap(worlds):
+    by_name = _check_evaluations(worlds["w1"]["result"])
+    assert by_name[("cleaned_prices", "positive_prices")].passed
+    assert by_name[("cleaned_prices", "ohlc_consistent")].passed
+    assert by_name[("cleaned_prices", "quarantine_counts")].passed
+    assert by_name[("aligned_panel", "no_future_fundamentals")].passed
+    # The planted missing session (a whole vendor day absent) must make the completeness and
+    # coverage checks warn, and name that session.
+    truth = SampleMarket(SampleMarketConfig(seed=SEED, n_symbols=N_SYMBOLS)).truth(S, D20).faults
+    gaps = set(truth.filter(pl.col("kind") == "missing_session")["session"].to_list())
+    assert gaps, "the window should contain a planted missing session"
+    prices_check = by_name[("raw_daily_prices", "sessions_have_prices")]
+    assert not prices_check.passed
+    assert prices_check.metadata["sessions_missing"].value == len(gaps)
+    coverage = by_name[("aligned_panel", "coverage")]
+    assert not coverage.passed
+    assert dt.date.fromisoformat(coverage.metadata["worst_session"].value) in gaps
