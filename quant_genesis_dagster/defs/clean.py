@@ -10,6 +10,7 @@ import polars as pl
 from quant_genesis_dagster.defs.common import (
     as_failure,
     counts_markdown,
+    definition_metadata,
     session_range,
     table_metadata,
     value_counts,
@@ -66,6 +67,7 @@ def _quarantine_check(asset: str, quarantine: pl.DataFrame, raw_rows: int) -> dg
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=CLEAN_GROUP,
     kinds={"sql", "polars"},
+    metadata=definition_metadata(models.CleanedPrices),
     deps=[
         raw_asset_key("daily_prices"),
         raw_asset_key("corporate_actions"),
@@ -128,7 +130,6 @@ def cleaned_prices(
     yield dg.MaterializeResult(
         asset_key="cleaned_prices",
         metadata=table_metadata(
-            models.CleanedPrices,
             rows,
             raw_rows=raw.height,
             quarantined=result.quarantine.height,
@@ -175,6 +176,7 @@ def _md(detail: dict) -> dict:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=CLEAN_GROUP,
     kinds={"sql", "polars"},
+    metadata=definition_metadata(models.AlignedPanel),
     deps=[
         "cleaned_prices",
         raw_stock_info,
@@ -255,7 +257,6 @@ def aligned_panel(
     yield dg.MaterializeResult(
         asset_key="aligned_panel",
         metadata=table_metadata(
-            models.AlignedPanel,
             rows,
             symbols=panel["symbol"].n_unique() if rows else 0,
             with_fundamentals=int(panel["revenue_ttm"].is_not_null().sum()) if rows else 0,

@@ -45,13 +45,18 @@ def column_schema(model: type[models.Base]) -> dg.TableSchema:
     return dg.TableSchema(columns=cols)
 
 
-def table_metadata(model: type[models.Base], rows: int, **extra) -> dict:
-    return {
-        ROW_COUNT: rows,
-        COLUMN_SCHEMA: column_schema(model),
-        "table": model.__tablename__,
-        **extra,
-    }
+def definition_metadata(model: type[models.Base]) -> dict:
+    """Static metadata of an asset backed by one table: its column schema and table name.
+
+    Kept on the definition, not on every materialization: a range run records one
+    materialization per partition, and repeating the schema in each would bloat the event log.
+    """
+    return {COLUMN_SCHEMA: column_schema(model), "table": model.__tablename__}
+
+
+def table_metadata(rows: int, **extra) -> dict:
+    """Per-materialization metadata: rows written for the run's range, plus extras."""
+    return {ROW_COUNT: rows, **extra}
 
 
 def counts_markdown(counts: dict[str, int], key: str = "reason") -> dg.MetadataValue:

@@ -24,5 +24,5 @@ def _holiday_exclusions() -> list[dt.datetime]:
 trading_days_partitions_def = dg.DailyPartitionsDefinition(
     start_date=calendar.HISTORY_START.isoformat(),
     timezone=calendar.TIMEZONE,
-    exclusions=["* * * * 6", "* * * * 0", *_holiday_exclusions()],
+    exclusions=["0 0 * * 6", "0 0 * * 0", *_holiday_exclusions()],
 )

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from quant_genesis_dagster.defs.common import as_failure, session_range, table_metadata
+from quant_genesis_dagster.defs.common import (
+    as_failure,
+    definition_metadata,
+    session_range,
+    table_metadata,
+)
 from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
 from quant_genesis_dagster.defs.resources import DataSourceResource, WarehouseResource
 from quant_genesis_dagster.domain import calendar
@@ -24,7 +29,7 @@ def raw_asset_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(f"raw_{table}")
 
 
-@dg.asset(group_name=RAW_GROUP, kinds={"sql"})
+@dg.asset(group_name=RAW_GROUP, kinds={"sql"}, metadata=definition_metadata(models.RawStockInfo))
 def raw_stock_info(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -40,7 +45,6 @@ def raw_stock_info(
     listed = df.filter(df["delisted_date"].is_null()).height
     return dg.MaterializeResult(
         metadata=table_metadata(
-            models.RawStockInfo,
             rows,
             source=data_source.name,
             delisted=rows - listed,
@@ -56,6 +60,7 @@ _RAW_SPECS = [
         group_name=RAW_GROUP,
         description=(model.__doc__ or "").strip(),
         kinds={"sql"},
+        metadata=definition_metadata(model),
     )
     for name, model in models.RAW_PARTITIONED_TABLES.items()
 ]
@@ -99,7 +104,6 @@ def raw_tables(
             yield dg.MaterializeResult(
                 asset_key=raw_asset_key(name),
                 metadata=table_metadata(
-                    model,
                     rows,
                     source=data_source.name,
                     sessions=df["session"].n_unique() if rows else 0,
