@@ -32,7 +32,11 @@ def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed:
     job = defs.resolve_job_def(DAILY_JOB_NAME)
     run_id = str(uuid.uuid4())
     steps = [node.name for node in job.graph.nodes]
-    run_config = {"resources": {"data_source": {"config": {"n_symbols": n_symbols, "seed": seed}}}}
+    run_config = {
+        "resources": {"data_source": {"config": {"n_symbols": n_symbols, "seed": seed}}},
+        # the progress bar replaces Dagster's per-event console log; the UI keeps every event
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
     tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": end.isoformat(),
@@ -47,7 +51,7 @@ def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed:
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("starting", total=len(steps))
+        task = progress.add_task("planning the run", total=len(steps))
         stop = threading.Event()
         watcher = threading.Thread(
             target=_watch, args=(instance, run_id, progress, task, stop), daemon=True
@@ -93,7 +97,7 @@ def _update(instance, run_id, progress, task) -> None:
     done = [e.step_key for e in events if e.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS]
     started = [e.step_key for e in events if e.dagster_event_type == dg.DagsterEventType.STEP_START]
     running = [s for s in started if s not in done]
-    desc = f"running {running[-1]}" if running else ("done" if done else "starting")
+    desc = f"running {running[-1]}" if running else ("done" if done else "planning the run")
     progress.update(task, completed=len(done), description=desc)
 
 
