@@ -21,7 +21,9 @@ from quant_genesis_dagster.errors import QGError
 from quant_genesis_dagster.settings import Settings, prepare_dagster_home
 
 DEFAULT_SYMBOLS = 300
-DEFAULT_SESSIONS = 250
+# Two years: fundamentals need four published quarters before TTM values exist, so the second
+# year of the window shows a complete panel.
+DEFAULT_SESSIONS = 500
 DEFAULT_SEED = 7
 
 
@@ -115,7 +117,8 @@ def _up(args: argparse.Namespace) -> int:
         f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
     )
     try:
-        return subprocess.call(cmd, cwd=root)
+        # run from DAGSTER_HOME: the repository's production dagster.yaml is not for this instance
+        return subprocess.call(cmd, cwd=os.environ["DAGSTER_HOME"])
     except KeyboardInterrupt:
         return 0
 

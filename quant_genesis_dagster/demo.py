@@ -133,6 +133,17 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
         n = io.count_rows(engine, model, start, end)
         rows.add_row(model.__tablename__, model.__tablename__, f"{n:,}")
     console.print(rows)
+    panel = io.read_slice(
+        engine, models.AlignedPanel, start, end, columns=["session", "has_bar", "revenue_ttm"]
+    )
+    if panel.height:
+        last = panel.filter(panel["session"] == panel["session"].max())
+        console.print(
+            f"aligned_panel: {panel['has_bar'].mean():.1%} of rows with a fresh bar; "
+            f"TTM fundamentals on {panel['revenue_ttm'].is_not_null().mean():.1%} of rows "
+            f"({last['revenue_ttm'].is_not_null().mean():.1%} on {end}; TTM needs four quarters "
+            f"published inside the window)"
+        )
 
     q = io.read_slice(
         engine, models.Quarantine, start, end, columns=["table_name", "reason", "action"]
