@@ -251,8 +251,7 @@ def aligned_panel(
         raise as_failure(err) from err
 
     ok_future, future_detail = alignment.check_no_future_fundamentals(panel)
-    cov = alignment.coverage(panel)
-    min_cov = float(cov["coverage"].min()) if cov.height else 0.0
+    ok_coverage, coverage_detail = alignment.check_coverage(panel, MIN_COVERAGE)
     raw_rows = sum(df.filter(pl.col("session") >= start).height for df in raw.values())
     yield dg.MaterializeResult(
         asset_key="aligned_panel",
@@ -272,13 +271,9 @@ def aligned_panel(
     yield dg.AssetCheckResult(
         check_name=CHECK_COVERAGE,
         asset_key="aligned_panel",
-        passed=min_cov >= MIN_COVERAGE,
+        passed=ok_coverage,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "min_coverage": min_cov,
-            "mean_coverage": float(cov["coverage"].mean()) if cov.height else 0.0,
-            "worst_session": str(cov.sort("coverage")["session"][0]) if cov.height else "none",
-        },
+        metadata=_md(coverage_detail),
     )
     yield _quarantine_check("aligned_panel", quarantine, raw_rows)
 
