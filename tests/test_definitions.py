@@ -56,3 +56,15 @@ def test_partition_keys_are_exactly_the_xtai_sessions():
     ]
     assert keys == expected
     assert "2024-07-24" not in keys and "2024-07-25" not in keys  # typhoon Gaemi
+
+
+def test_a_non_session_partition_key_is_refused_before_anything_runs(tmp_path):
+    job = defs.resolve_job_def("daily_job")
+    with dg.instance_for_test() as instance:
+        try:
+            job.execute_in_process(instance=instance, partition_key="2024-07-24")  # typhoon
+        except dg.DagsterUnknownPartitionError as err:
+            assert "2024-07-24" in str(err) and "\n" not in str(err)
+        else:
+            raise AssertionError("a typhoon closure must not be a partition")
+        assert instance.get_runs() == []
