@@ -71,26 +71,35 @@ def test_bad_database_url_is_one_line_without_the_password(
     assert needle in err and "\n" not in err and "secret" not in err
 
 
-def test_unknown_source_fails_the_run_with_a_one_line_message(tmp_path):
+def test_sidecar_entry_point_exists():
+    from realtime_sidecar.__main__ import main
+
+    assert main(["paths"]) == 0
+
+
+@pytest.mark.parametrize(
+    "resources, needle",
+    [
+        ({"data_source": {"config": {"name": "bloomberg"}}}, "unknown data source 'bloomberg'"),
+        (
+            {"warehouse": {"config": {"url": "postgresql+psycopg2://qg:hunter2@127.0.0.1:1/qg"}}},
+            "set QG_DATABASE_URL in the environment",
+        ),
+        ({"warehouse": {"config": {"url": "oracle://127.0.0.1/qg"}}}, "QG_DATABASE_URL"),
+    ],
+)
+def test_bad_resource_settings_fail_the_run_with_one_line(tmp_path, resources, needle):
+    config = {"warehouse": {"config": {"home": str(tmp_path)}}}
+    for key, value in resources.items():
+        config[key] = {"config": {**config.get(key, {}).get("config", {}), **value["config"]}}
     job = defs.resolve_job_def("daily_job")
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(
-            run_config={
-                "resources": {
-                    "warehouse": {"config": {"home": str(tmp_path)}},
-                    "data_source": {"config": {"name": "bloomberg"}},
-                }
-            },
+            run_config={"resources": config},
             instance=instance,
             partition_key="2024-08-30",
             raise_on_error=False,
         )
     assert not result.success
     msg = _failure_message(result)
-    assert "unknown data source 'bloomberg'" in msg and "sample" in msg and "\n" not in msg
-
-
-def test_sidecar_entry_point_exists():
-    from realtime_sidecar.__main__ import main
-
-    assert main(["paths"]) == 0
+    assert needle in msg and "\n" not in msg and "hunter2" not in msg

@@ -7,9 +7,20 @@ from typing import Any
 import dagster as dg
 from sqlalchemy.engine import Engine
 
+from quant_genesis_dagster.defs.common import as_failure
 from quant_genesis_dagster.domain.sources.base import DataSource, make_source
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
+from quant_genesis_dagster.errors import QGError
 from quant_genesis_dagster.settings import Settings
+
+
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return bool(make_url(url).password)
+    except Exception:  # malformed: open_warehouse reports it with the setting's name
+        return False
 
 
 @lru_cache(maxsize=4)
@@ -33,6 +44,12 @@ class WarehouseResource(dg.ConfigurableResource):
     home: str = ""
 
     def settings(self) -> Settings:
+        if self.url and _has_password(self.url):
+            # run config is stored and shown by Dagster; credentials belong in the environment
+            raise QGError(
+                "warehouse resource: `url` carries a password; set QG_DATABASE_URL in the "
+                "environment instead and leave `url` empty"
+            )
         env = Settings.from_env()
         return Settings(
             home=Settings.from_env({"QG_HOME": self.home}).home if self.home else env.home,
@@ -40,8 +57,11 @@ class WarehouseResource(dg.ConfigurableResource):
         )
 
     def engine(self) -> Engine:
-        s = self.settings()
-        return _engine(s.database_url, str(s.home))
+        try:
+            s = self.settings()
+            return _engine(s.database_url, str(s.home))
+        except QGError as err:
+            raise as_failure(err) from err
 
     def location(self) -> str:
         """Where the data lives, password hidden."""
