@@ -29,22 +29,8 @@ INVESTOR_GROUPS: dict[str, tuple[str, ...]] = {
     "trust_net": ("Investment_Trust",),
     "dealer_net": ("Dealer_self", "Dealer_Hedging"),
 }
-_MARGIN_COLS = (
-    "margin_balance",
-    "short_balance",
-    "margin_buy",
-    "margin_sell",
-    "short_sell",
-    "short_cover",
-)
-_FLOW_ITEMS = (
-    "revenue",
-    "gross_profit",
-    "operating_income",
-    "pretax_income",
-    "net_income",
-    "interest_expense",
-)
+_MARGIN_COLS = models.MARGIN_COLUMNS
+_FLOW_ITEMS = models.FINANCIAL_FLOW_ITEMS
 _INDICATOR_COLS = ("taiex_close", "vixtwn", "put_call_ratio", "tx_foreign_net_oi", "margin_total")
 
 

@@ -617,14 +617,7 @@ _RECORD_RULES: dict[str, _RecordRules] = {
     "margin": _RecordRules(
         models.RawMargin,
         ("session", "symbol"),
-        counts=(
-            "margin_balance",
-            "short_balance",
-            "margin_buy",
-            "margin_sell",
-            "short_sell",
-            "short_cover",
-        ),
+        counts=models.MARGIN_COLUMNS,
     ),
     "broker_flows": _RecordRules(
         models.RawBrokerFlows,

@@ -24,20 +24,12 @@ from quant_genesis_dagster.domain.sample.faults import (
 from quant_genesis_dagster.domain.sample.latent import World
 from quant_genesis_dagster.domain.sample.rng import Stream, world_rng
 from quant_genesis_dagster.domain.tables import RAW_SCHEMAS
+from quant_genesis_dagster.domain.warehouse import models
 
 #: First period end generated: four quarters before the history, so TTM sums exist from the start.
 FIRST_PERIOD_END = np.datetime64("2008-12-31")
 _SEASON = np.array([0.93, 0.98, 1.03, 1.06])  # revenue seasonality Q1..Q4
-ITEMS = (
-    "revenue",
-    "gross_profit",
-    "operating_income",
-    "pretax_income",
-    "net_income",
-    "interest_expense",
-    "total_assets",
-    "total_equity",
-)
+ITEMS = (*models.FINANCIAL_FLOW_ITEMS, *models.FINANCIAL_STOCK_ITEMS)
 
 
 def quarter_ends(last: np.datetime64) -> np.ndarray:

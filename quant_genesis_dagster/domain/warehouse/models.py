@@ -336,5 +336,26 @@ RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
 }
 RAW_TABLES: dict[str, type[Base]] = {"stock_info": RawStockInfo, **RAW_PARTITIONED_TABLES}
 
+#: Data columns of raw_margin (share counts).
+MARGIN_COLUMNS: tuple[str, ...] = (
+    "margin_balance",
+    "short_balance",
+    "margin_buy",
+    "margin_sell",
+    "short_sell",
+    "short_cover",
+)
+#: Income-statement items of raw_financials: single-quarter flows, summed over four for TTM.
+FINANCIAL_FLOW_ITEMS: tuple[str, ...] = (
+    "revenue",
+    "gross_profit",
+    "operating_income",
+    "pretax_income",
+    "net_income",
+    "interest_expense",
+)
+#: Balance-sheet items of raw_financials: period-end stocks.
+FINANCIAL_STOCK_ITEMS: tuple[str, ...] = ("total_assets", "total_equity")
+
 # The US proxy tickers the panel carries (columns us_<ticker>_ret above).
 US_PROXIES: tuple[str, ...] = ("SMH", "SOXX", "QQQ", "TSM", "SPY")
