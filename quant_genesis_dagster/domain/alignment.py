@@ -31,6 +31,17 @@ INVESTOR_GROUPS: dict[str, tuple[str, ...]] = {
 }
 _MARGIN_COLS = models.MARGIN_COLUMNS
 _FLOW_ITEMS = models.FINANCIAL_FLOW_ITEMS
+#: Price columns carried forward over a suspension (flagged by stale_sessions) ...
+_CARRIED_COLS = ("close", "close_adj", "vwap_adj")
+#: ... and those that only exist on a day with a bar.
+_BAR_ONLY_COLS = (
+    "high_adj",
+    "low_adj",
+    "volume_shares",
+    "turnover_twd",
+    "limit_up",
+    "limit_down",
+)
 _INDICATOR_COLS = ("taiex_close", "vixtwn", "put_call_ratio", "tx_foreign_net_oi", "margin_total")
 
 
@@ -102,20 +113,7 @@ def _prices(grid: pl.DataFrame, prices: pl.DataFrame, max_carry: int) -> pl.Data
         pl.col("session").alias("_bar_session"),
         "_bar_pos",
         "_ret",
-        *[
-            pl.col(c).alias(f"_b_{c}")
-            for c in (
-                "close",
-                "close_adj",
-                "vwap_adj",
-                "high_adj",
-                "low_adj",
-                "volume_shares",
-                "turnover_twd",
-                "limit_up",
-                "limit_down",
-            )
-        ],
+        *[pl.col(c).alias(f"_b_{c}") for c in (*_CARRIED_COLS, *_BAR_ONLY_COLS)],
     )
     out = _asof(grid, bars, "session", "_bar_session")
     stale = pl.col("_pos") - pl.col("_bar_pos")
@@ -127,18 +125,8 @@ def _prices(grid: pl.DataFrame, prices: pl.DataFrame, max_carry: int) -> pl.Data
         ret_1d=pl.when(fresh).then("_ret"),
         # close-type prices carry forward; the day's range, volume and limit state only exist
         # on a day with a bar
-        **{c: pl.when(carried).then(f"_b_{c}") for c in ("close", "close_adj", "vwap_adj")},
-        **{
-            c: pl.when(fresh).then(f"_b_{c}")
-            for c in (
-                "high_adj",
-                "low_adj",
-                "volume_shares",
-                "turnover_twd",
-                "limit_up",
-                "limit_down",
-            )
-        },
+        **{c: pl.when(carried).then(f"_b_{c}") for c in _CARRIED_COLS},
+        **{c: pl.when(fresh).then(f"_b_{c}") for c in _BAR_ONLY_COLS},
     )
 
 
