@@ -1,0 +1,169 @@
+"""Dense (session × symbol) grids and start-independent rolling windows for the factor maths.
+
+Factor code turns long panel rows into (T, N) float64 arrays once (``Grid.of`` + ``Grid.dense``),
+computes with numpy along the session axis, and gathers results back onto the rows
+(``Grid.rows``). The rolling helpers give the value at session D from the last ``L`` sessions
+only, summed in a fixed order (oldest to newest), so D's value is bit-identical whatever the first
+session of the input frame is, as long as the frame holds D's whole window: a multi-year backfill
+and a one-day daily run agree exactly (SPEC §11), and later rows never change earlier ones.
+
+Sessions are grid rows: the frame must cover consecutive XTAI sessions (a hole would make a
+"20-session" window silently span more), which ``Grid.of`` checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from quant_genesis_dagster.domain import calendar
+from quant_genesis_dagster.errors import QGError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The (session, symbol) layout of a long frame sorted by session then symbol."""
+
+    sessions: np.ndarray  # (T,) datetime64[D], consecutive XTAI sessions
+    symbols: np.ndarray  # (N,) str, sorted
+    t: np.ndarray  # (rows,) session index of each row
+    s: np.ndarray  # (rows,) symbol index of each row
+
+    @classmethod
+    def of(cls, df: pl.DataFrame, *, what: str = "panel") -> Grid:
+        """The grid of ``df`` (columns ``session``, ``symbol``; one row per pair)."""
+        for col in ("session", "symbol"):
+            if col not in df.columns:
+                raise QGError(f"{what}: missing column {col!r}; factor inputs are keyed by it")
+        days = df["session"].to_numpy().astype("datetime64[D]")
+        sessions, t = np.unique(days, return_inverse=True)
+        symbols, s = np.unique(df["symbol"].to_numpy().astype(str), return_inverse=True)
+        if sessions.size > 1:
+            pos = calendar.session_index(sessions)
+            gaps = np.flatnonzero(np.diff(pos) != 1)
+            if gaps.size:
+                a, b = sessions[gaps[0]], sessions[gaps[0] + 1]
+                raise QGError(
+                    f"{what}: sessions jump from {a} to {b} (sessions in between missing); "
+                    "materialize the upstream asset for the whole lookback window"
+                )
+        keys = t.astype(np.int64) * symbols.size + s
+        if np.unique(keys).size != keys.size:
+            raise QGError(f"{what}: several rows for one (session, symbol); pass unique rows")
+        return cls(sessions=sessions, symbols=symbols, t=t.astype(np.int64), s=s.astype(np.int64))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.sessions.size, self.symbols.size
+
+    def dense(self, values, fill: float = np.nan) -> np.ndarray:
+        """(T, N) float64 array of ``values`` (one per row); ``fill`` where a pair has no row.
+        Nulls become NaN."""
+        if isinstance(values, pl.Series):
+            values = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+        out = np.full(self.shape, fill, dtype=np.float64)
+        out[self.t, self.s] = np.asarray(values, dtype=np.float64)
+        return out
+
+    def present(self) -> np.ndarray:
+        """(T, N) bool: the pair has a row."""
+        out = np.zeros(self.shape, dtype=bool)
+        out[self.t, self.s] = True
+        return out
+
+    def rows(self, grid: np.ndarray) -> np.ndarray:
+        """Gather a (T, N) array back onto the rows."""
+        return grid[self.t, self.s]
+
+    def market(self, values, *, what: str = "market series") -> np.ndarray:
+        """(T,) array of a per-session value repeated on every row of the session (first row
+        wins; all rows of a session must agree)."""
+        v = values.cast(pl.Float64).fill_null(np.nan).to_numpy() if isinstance(
+            values, pl.Series
+        ) else np.asarray(values, dtype=np.float64)
+        out = np.full(self.sessions.size, np.nan)
+        first = np.unique(self.t, return_index=True)[1]
+        out[self.t[first]] = v[first]
+        return out
+
+
+def rolling_sum(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the non-NaN values over the last ``window`` rows (the row included).
+
+    Float sums are accumulated oldest → newest with one vectorized add per lag, so a row's sum
+    depends only on its window's values (bit-identical whatever the frame's first row). Rows
+    whose window reaches before the first row simply see fewer values (their count says so).
+    """
+    if window < 1:
+        raise QGError(f"rolling window={window}; use 1 or more sessions")
+    valid = ~np.isnan(x)
+    vals = np.where(valid, x, 0.0)
+    n = x.shape[0]
+    acc = np.zeros_like(vals)
+    for lag in range(window - 1, -1, -1):  # oldest first
+        if lag >= n:
+            continue
+        acc[lag:] += vals[: n - lag]
+    return acc, rolling_count(valid, window)
+
+
+def rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
+    """Number of True over the last ``window`` rows (exact: integer cumulative sums)."""
+    c = np.cumsum(mask, axis=0, dtype=np.int64)
+    out = c.copy()
+    out[window:] -= c[:-window]
+    return out
+
+
+def rolling_int_sum(x: np.ndarray, window: int) -> np.ndarray:
+    """Exact rolling sum of int64 values (cumulative-sum difference; integers are associative,
+    so long windows cost one pass and stay start-independent)."""
+    c = np.cumsum(x, axis=0, dtype=np.int64)
+    out = c.copy()
+    out[window:] -= c[:-window]
+    return out
+
+
+def rolling_mean(x: np.ndarray, window: int, min_count: int | None = None) -> np.ndarray:
+    """Mean of the non-NaN values over the last ``window`` rows; NaN below ``min_count``
+    values (default: the whole window)."""
+    total, count = rolling_sum(x, window)
+    need = window if min_count is None else min_count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= need, total / np.maximum(count, 1), np.nan)
+
+
+def rolling_std(x: np.ndarray, window: int, min_count: int | None = None) -> np.ndarray:
+    """Sample standard deviation (ddof=1) over the last ``window`` rows from the rolling sums of
+    x and x² (start-independent like ``rolling_sum``), NaN below ``min_count`` values."""
+    need = window if min_count is None else min_count
+    total, count = rolling_sum(x, window)
+    squares, _ = rolling_sum(x * x, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (squares - total * total / count) / (count - 1)
+        return np.where((count >= max(need, 2)), np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def lag(x: np.ndarray, k: int) -> np.ndarray:
+    """The value ``k`` rows earlier (NaN before the first row)."""
+    out = np.full_like(x, np.nan, dtype=np.float64)
+    if k < x.shape[0]:
+        out[k:] = x[: x.shape[0] - k]
+    return out
+
+
+def streak(mask: np.ndarray, cap: int) -> np.ndarray:
+    """Consecutive True rows ending at each row, capped at ``cap`` (int64). With at least ``cap``
+    rows of history the value is exact whatever the frame's first row."""
+    m = mask.astype(bool)
+    c = np.cumsum(m, axis=0, dtype=np.int64)
+    reset = np.where(~m, c, 0)
+    np.maximum.accumulate(reset, axis=0, out=reset)
+    return np.minimum(c - reset, cap)
+
+
+def history_count(present: np.ndarray, window: int) -> np.ndarray:
+    """Rows of the symbol present in the last ``window`` rows: the warm-up test for a window."""
+    return rolling_count(present, window)
