@@ -322,6 +322,212 @@ class AlignedPanel(Base):
     us_spy_ret: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+# --------------------------------------------------------------------------------------------
+# intraday layer (written by the sidecar at the close; SPEC §7.5)
+# --------------------------------------------------------------------------------------------
+
+
+class IntradayEod(Base):
+    """End-of-day aggregates of the intraday engine per (session, symbol). The sidecar writes
+    them after the close; the next daily run's chip factor reads them (null when absent)."""
+
+    __tablename__ = "intraday_eod"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rcnc_close: Mapped[float | None] = mapped_column(Float, nullable=True)  # RCNC at the close
+    close: Mapped[float | None] = mapped_column(Float, nullable=True)  # last trade, raw TWD
+    rcnc_vol: Mapped[float | None] = mapped_column(Float, nullable=True)  # std of RCNC / RCNC
+    sweep_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)  # big / total volume
+    liquidity_pressure: Mapped[float | None] = mapped_column(Float, nullable=True)  # spread / mid
+    big_buy_volume: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    big_sell_volume: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tick_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# factor layer (SPEC §5)
+# --------------------------------------------------------------------------------------------
+
+
+class MainForceFlows(Base):
+    """Main-force net flow per (session, listed symbol): the day's top broker branches by
+    absolute net volume, or institutional net buying when no branch report exists."""
+
+    __tablename__ = "main_force_flows"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    mf_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # shares
+    mf_source: Mapped[str | None] = mapped_column(String(16), nullable=True)  # broker|institutional
+    mf_buy: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mf_sell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    branches: Mapped[int] = mapped_column(Integer)
+    broker_concentration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tier_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ChipFactors(Base):
+    """F_C components per (session, symbol): LAC cost line and distance, flow persistence and
+    concentration, and the sidecar's end-of-day slots (SPEC §5.1)."""
+
+    __tablename__ = "chip_factors"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    mf_net: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mf_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lac: Mapped[float | None] = mapped_column(Float, nullable=True)  # adjusted TWD
+    lac_status: Mapped[str] = mapped_column(String(16))  # ok|warmup|immaterial|no_flow
+    lac_dist: Mapped[float | None] = mapped_column(Float, nullable=True)
+    consec_buy_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    net_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    broker_concentration_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tier_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rcnc_close_dev: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rcnc_vol: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sweep_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    liquidity_pressure: Mapped[float | None] = mapped_column(Float, nullable=True)
+    warmup: Mapped[bool] = mapped_column(Boolean)
+
+
+class SentimentFactors(Base):
+    """F_S components per (session, symbol): the market fear & greed index (0 = extreme fear)
+    and its confirmation, news tone, margin and short-sale crowding (SPEC §5.2)."""
+
+    __tablename__ = "sentiment_factors"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    fear_greed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    market_abnormal: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    news_sentiment: Mapped[float | None] = mapped_column(Float, nullable=True)
+    news_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    margin_crowding: Mapped[float | None] = mapped_column(Float, nullable=True)
+    margin_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    short_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    short_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    abnormal_move: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    warmup: Mapped[bool] = mapped_column(Boolean)
+
+
+class ValueFactors(Base):
+    """F_D components per (session, symbol): three- and five-factor DuPont on TTM values
+    available at the session, ROE and margin trends (SPEC §5.3)."""
+
+    __tablename__ = "value_factors"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    net_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
+    asset_turnover: Mapped[float | None] = mapped_column(Float, nullable=True)
+    equity_multiplier: Mapped[float | None] = mapped_column(Float, nullable=True)
+    roe: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tax_burden: Mapped[float | None] = mapped_column(Float, nullable=True)
+    interest_burden: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ebit_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
+    roe_5f: Mapped[float | None] = mapped_column(Float, nullable=True)
+    roe_trend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    margin_trend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    negative_equity: Mapped[bool] = mapped_column(Boolean)
+    has_fundamentals: Mapped[bool] = mapped_column(Boolean)
+
+
+#: Component columns z-scored in zscored_factors (``z_<name>``), by family.
+Z_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "chip": (
+        "lac_dist",
+        "consec_buy_days",
+        "net_ratio_20d",
+        "broker_concentration_20d",
+        "tier_ratio_20d",
+        "rcnc_close_dev",
+        "rcnc_vol",
+        "sweep_ratio",
+        "liquidity_pressure",
+    ),
+    "sentiment": (
+        "news_sentiment",
+        "margin_crowding",
+        "margin_change",
+        "short_change",
+        "short_ratio",
+    ),
+    "value": ("net_margin", "asset_turnover", "roe", "roe_trend", "margin_trend"),
+}
+
+
+class ZscoredFactors(Base):
+    """Standardized components and the composites F_C, F_S, F_D per (session, symbol)
+    (SPEC §5.4): per-day cross-sectional winsorized z-scores by default."""
+
+    __tablename__ = "zscored_factors"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    industry: Mapped[str] = mapped_column(String(64))
+    z_lac_dist: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_consec_buy_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_net_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_broker_concentration_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_tier_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_rcnc_close_dev: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_rcnc_vol: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_sweep_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_liquidity_pressure: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_news_sentiment: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_margin_crowding: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_margin_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_short_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_short_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_net_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_asset_turnover: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_roe: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_roe_trend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z_margin_trend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f_d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    noise_filtered: Mapped[int] = mapped_column(Integer)  # sentiment readings set to neutral
+    warmup: Mapped[bool] = mapped_column(Boolean)  # a chip or sentiment window was not full
+
+
+# --------------------------------------------------------------------------------------------
+# prediction layer (SPEC §6)
+# --------------------------------------------------------------------------------------------
+
+
+class Predictions(Base):
+    """Expected returns per (session, symbol) for the next 1, 5 and 10 sessions, made after the
+    close of ``session`` from the champion parameter version recorded on the row."""
+
+    __tablename__ = "predictions"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    f_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f_d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score: Mapped[float] = mapped_column(Float)  # β·F with missing composites neutral (0)
+    r_pred_1d: Mapped[float] = mapped_column(Float)
+    r_pred_5d: Mapped[float] = mapped_column(Float)
+    r_pred_10d: Mapped[float] = mapped_column(Float)
+    us_move: Mapped[float | None] = mapped_column(Float, nullable=True)  # overnight proxy move
+    us_adjust: Mapped[float] = mapped_column(Float)  # cross-market correction (per session)
+    position_scale: Mapped[float] = mapped_column(Float)  # suggested weight multiplier
+    warmup: Mapped[bool] = mapped_column(Boolean)
+    param_version: Mapped[str] = mapped_column(String(64))
+
+
+class Signals(Base):
+    """P1 / P2 entry signals and risk-manager actions with their reasons (SPEC §6). Market-wide
+    risk rows have no symbol."""
+
+    __tablename__ = "signals"
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    signal: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))  # buy | exit | warn | reduce
+    strength: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[str] = mapped_column(Text)  # JSON list of human-readable reasons
+    param_version: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (Index(None, "session", "symbol"),)
+
+
 # Tables that a session partition owns, by asset-facing name.
 RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
     "daily_prices": RawDailyPrices,

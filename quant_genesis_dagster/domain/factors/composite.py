@@ -1,0 +1,163 @@
+"""``zscored_factors``: every component standardized per day and the composites F_C, F_S, F_D.
+
+Inputs are the three factor tables for the same (session, symbol) rows plus the panel's
+industry. Per family: each component of its ``COMPONENTS`` is standardized
+(``standardize.standardize``; the value family within industry), sentiment readings that the
+noise filter rejects are set to 0, the family's signed weighted mean is taken over the available
+components and standardized again, so F_C, F_S and F_D are unit-variance cross-sectional scores
+with the documented signs (high = expected to outperform).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from quant_genesis_dagster.domain.factors import chip, sentiment, standardize, value
+from quant_genesis_dagster.domain.factors.grid import Grid
+from quant_genesis_dagster.domain.params import FactorSettings
+from quant_genesis_dagster.domain.tables import polars_schema
+from quant_genesis_dagster.domain.warehouse import models
+from quant_genesis_dagster.errors import QGError
+
+ZSCORED_SCHEMA = polars_schema(models.ZscoredFactors)
+#: family → (composite column, component weights, within-industry)
+FAMILIES: dict[str, tuple[str, dict[str, float], bool]] = {
+    "chip": ("f_c", chip.COMPONENTS, chip.INDUSTRY_NEUTRAL),
+    "sentiment": ("f_s", sentiment.COMPONENTS, sentiment.INDUSTRY_NEUTRAL),
+    "value": ("f_d", value.COMPONENTS, value.INDUSTRY_NEUTRAL),
+}
+
+
+def _require(df: pl.DataFrame, cols: list[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise QGError(f"{what}: missing column(s) {', '.join(missing)}; nothing written")
+
+
+def zscored_factors(
+    chip_df: pl.DataFrame,
+    sentiment_df: pl.DataFrame,
+    value_df: pl.DataFrame,
+    panel: pl.DataFrame,
+    settings: FactorSettings = FactorSettings(),
+) -> pl.DataFrame:
+    """Rows of ``polars_schema(models.ZscoredFactors)``, one per ``panel`` row.
+
+    All frames hold the same consecutive sessions (history included when
+    ``settings.zscore_method == "time_series"``); factor rows missing for a panel row count as
+    no value.
+    """
+    _require(panel, ["session", "symbol", "industry"], "aligned_panel")
+    inputs = {"chip": chip_df, "sentiment": sentiment_df, "value": value_df}
+    keys = panel.select("session", "symbol", "industry").sort("session", "symbol")
+    frames = {}
+    for family, df in inputs.items():
+        comps = list(FAMILIES[family][1])
+        extra = {"chip": ["warmup"], "sentiment": ["warmup", "abnormal_move"], "value": []}
+        _require(df, ["session", "symbol", *comps, *extra[family]], f"{family}_factors")
+        frames[family] = keys.join(
+            df.select("session", "symbol", *comps, *extra[family]).rename(
+                {c: f"{family}:{c}" for c in (*comps, *extra[family])}
+            ),
+            on=["session", "symbol"],
+            how="left",
+        )
+    g = Grid.of(keys, what="zscored_factors input")
+    industry_codes = g.dense(
+        keys["industry"].cast(pl.Categorical).to_physical().cast(pl.Float64), fill=0
+    ).astype(np.int64)
+
+    z: dict[str, np.ndarray] = {}
+    composites: dict[str, np.ndarray] = {}
+    noise_count = np.zeros(g.shape, dtype=np.int64)
+    for family, (fcol, weights, neutral) in FAMILIES.items():
+        df = frames[family]
+        zs = {}
+        for comp in weights:
+            x = g.dense(df[f"{family}:{comp}"])
+            zs[comp] = standardize.standardize(x, settings, groups=industry_codes, neutral=neutral)
+        if family == "sentiment":
+            abnormal = g.dense(df["sentiment:abnormal_move"].cast(pl.Float64), fill=0) > 0
+            for comp in sentiment.NOISE_FILTERED:
+                mask = sentiment.noise_mask(zs[comp], abnormal, settings.noise_extreme_z)
+                noise_count += mask
+                zs[comp] = np.where(mask, 0.0, zs[comp])
+        raw = standardize.combine(zs, weights)
+        composites[fcol] = standardize.standardize(
+            raw, settings, groups=industry_codes, neutral=neutral
+        )
+        z.update(zs)
+
+    warm = np.zeros(g.shape, dtype=bool)
+    for family in ("chip", "sentiment"):
+        warm |= g.dense(frames[family][f"{family}:warmup"].cast(pl.Float64), fill=1) > 0
+
+    def col(a: np.ndarray) -> pl.Series:
+        return pl.Series(g.rows(a), dtype=pl.Float64).fill_nan(None)
+
+    out = keys.with_columns(
+        **{f"z_{c}": col(a) for c, a in z.items()},
+        **{c: col(a) for c, a in composites.items()},
+        noise_filtered=pl.Series(g.rows(noise_count), dtype=pl.Int32),
+        warmup=pl.Series(g.rows(warm), dtype=pl.Boolean),
+    )
+    for name, dtype in ZSCORED_SCHEMA.items():
+        if name not in out.columns:  # a z column of a component no family uses today
+            out = out.with_columns(pl.lit(None, dtype=dtype).alias(name))
+    return out.select(list(ZSCORED_SCHEMA)).cast(dict(ZSCORED_SCHEMA))
+
+
+# --------------------------------------------------------------------------------------------
+# asset-check helpers
+# --------------------------------------------------------------------------------------------
+
+#: Columns whose per-day moments the zscored check verifies.
+MOMENT_COLUMNS = ("f_c", "f_s", "f_d")
+
+
+def check_moments(z: pl.DataFrame, tol: float = 0.05, min_names: int = 5) -> tuple[bool, dict]:
+    """Per day and composite: mean ≈ 0 and std ≈ 1 (within ``tol``) where ≥ ``min_names``
+    values exist. Noise-filtered components are not checked (the filter zeroes readings)."""
+    cols = [c for c in z.columns if c.startswith("z_") or c in MOMENT_COLUMNS]
+    filtered = {f"z_{c}" for c in sentiment.NOISE_FILTERED}
+    cols = [c for c in cols if c not in filtered]
+    stats = z.group_by("session").agg(
+        *[pl.col(c).mean().alias(f"{c}:mean") for c in cols],
+        *[pl.col(c).std().alias(f"{c}:std") for c in cols],
+        *[pl.col(c).count().alias(f"{c}:n") for c in cols],
+    )
+    worst_mean, worst_std, bad = 0.0, 0.0, []
+    for c in cols:
+        s = stats.filter(pl.col(f"{c}:n") >= min_names)
+        if s.is_empty():
+            continue
+        dm = s[f"{c}:mean"].abs().max()
+        ds = (s[f"{c}:std"] - 1).abs().max()
+        worst_mean, worst_std = max(worst_mean, dm), max(worst_std, ds)
+        if dm > tol or ds > tol:
+            bad.append(c)
+    return not bad, {
+        "columns_checked": len(cols),
+        "max_abs_mean": float(worst_mean),
+        "max_abs_std_minus_1": float(worst_std),
+        "failing": ", ".join(bad) or "none",
+    }
+
+
+def check_finite(df: pl.DataFrame) -> tuple[bool, dict]:
+    """No ±inf or NaN in any float column (missing values are null)."""
+    floats = [c for c, t in df.schema.items() if t == pl.Float64]
+    if not floats or df.is_empty():
+        return True, {"columns": len(floats), "bad_values": 0}
+    counts = df.select(
+        [(pl.col(c).is_infinite() | pl.col(c).is_nan()).sum().alias(c) for c in floats]
+    ).row(0, named=True)
+    bad = {c: int(n) for c, n in counts.items() if n}
+    return not bad, {"columns": len(floats), "bad_values": sum(bad.values()),
+                     "bad_columns": ", ".join(bad) or "none"}  # fmt: skip
+
+
+def coverage(df: pl.DataFrame, column: str) -> float:
+    """Share of rows where ``column`` has a value."""
+    return float(df[column].is_not_null().mean()) if df.height else 0.0

@@ -1,0 +1,98 @@
+"""Predictions (SPEC §6): ``R_pred[h] = h·k·(β_C·F_C + β_S·F_S + β_D·F_D) + h·α + correction``.
+
+Made after the close of session D (its decision time) from D's z-scored composites and the
+champion parameter version, for the next 1, 5 and 10 sessions. ``k`` (``return_per_score``) turns
+the combined score (z units) into an expected return per session; horizons scale linearly.
+
+A composite that is missing on a row (no fundamentals yet, a warm-up window) counts as neutral
+(0) in the score: the name is still ranked on what is known, and ``warmup`` says so.
+
+Cross-market correction (the notes' "method B"): the overnight US move of the semiconductor and
+Nasdaq proxies (mean of SMH, SOXX, QQQ, TSM returns of the NY session(s) mapped to D) beyond
+``us_threshold`` adds ``us_sensitivity × (move − sign·threshold)`` to the next-session expected
+return (horizon-independent: one overnight shock), and a move below −threshold scales the
+suggested position weight by ``us_position_cut``. The same function serves the pre-open update
+with a fresher US move (sidecar, later issue).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from quant_genesis_dagster.domain.params import HORIZONS, ParamSet
+from quant_genesis_dagster.domain.tables import polars_schema
+from quant_genesis_dagster.domain.warehouse import models
+from quant_genesis_dagster.errors import QGError
+
+PREDICTIONS_SCHEMA = polars_schema(models.Predictions)
+#: Panel columns of the US proxies that form the cross-market move (SPY is the broad market).
+US_MOVE_COLUMNS: tuple[str, ...] = ("us_smh_ret", "us_soxx_ret", "us_qqq_ret", "us_tsm_ret")
+
+
+def cross_market_adjustment(
+    us_move: np.ndarray, params: ParamSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """(return adjustment, position scale) for overnight US moves (fractions, NaN = unknown)."""
+    move = np.asarray(us_move, dtype=np.float64)
+    known = ~np.isnan(move)
+    m = np.where(known, move, 0.0)
+    excess = np.sign(m) * np.maximum(np.abs(m) - params.us_threshold, 0.0)
+    adjust = params.us_sensitivity * excess
+    scale = np.where(m <= -params.us_threshold, params.us_position_cut, 1.0)
+    return adjust, scale
+
+
+def us_move(panel: pl.DataFrame) -> pl.DataFrame:
+    """Per session: the mean overnight return of the US proxies mapped to it (null when none)."""
+    missing = [c for c in US_MOVE_COLUMNS if c not in panel.columns]
+    if missing:
+        raise QGError(f"aligned_panel: missing column(s) {', '.join(missing)} for the US move")
+    return (
+        panel.group_by("session")
+        .agg(pl.col(c).first() for c in US_MOVE_COLUMNS)
+        .select("session", pl.mean_horizontal(*US_MOVE_COLUMNS).alias("us_move"))
+        .sort("session")
+    )
+
+
+def predict(
+    zscored: pl.DataFrame, us: pl.DataFrame, params: ParamSet, param_version: str
+) -> pl.DataFrame:
+    """Prediction rows (``polars_schema(models.Predictions)``) for every zscored row.
+
+    ``zscored``: session, symbol, f_c, f_s, f_d, warmup. ``us``: session, us_move (``us_move``).
+    ``param_version``: the id of the version ``params`` came from (stored on every row).
+    """
+    need = ["session", "symbol", "f_c", "f_s", "f_d", "warmup"]
+    missing = [c for c in need if c not in zscored.columns]
+    if missing:
+        raise QGError(f"zscored_factors: missing column(s) {', '.join(missing)}; nothing written")
+    if not param_version:
+        raise QGError("predictions: no parameter version id; read the champion first")
+    b_c, b_s, b_d = params.betas
+    df = zscored.select(need).join(us.select("session", "us_move"), on="session", how="left")
+    score = (
+        b_c * pl.col("f_c").fill_null(0.0)
+        + b_s * pl.col("f_s").fill_null(0.0)
+        + b_d * pl.col("f_d").fill_null(0.0)
+    )
+    df = df.with_columns(score=score)
+    adjust, scale = cross_market_adjustment(df["us_move"].to_numpy(), params)
+    df = df.with_columns(
+        us_adjust=pl.Series(adjust), position_scale=pl.Series(scale)
+    )
+    base = pl.col("score") * params.return_per_score + params.alpha
+    df = df.with_columns(
+        **{f"r_pred_{h}d": base * h + pl.col("us_adjust") for h in HORIZONS},
+        param_version=pl.lit(param_version),
+    )
+    return df.select(list(PREDICTIONS_SCHEMA)).cast(dict(PREDICTIONS_SCHEMA))
+
+
+def check_param_versions(pred: pl.DataFrame) -> tuple[bool, dict]:
+    """Every prediction row names its parameter version."""
+    bad = pred.filter(pl.col("param_version").is_null() | (pl.col("param_version") == ""))
+    versions = sorted(pred["param_version"].drop_nulls().unique().to_list())
+    return bad.height == 0, {"rows": pred.height, "without_version": bad.height,
+                             "versions": ", ".join(versions)}  # fmt: skip
