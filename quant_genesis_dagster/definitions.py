@@ -5,15 +5,44 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_genesis_dagster.defs.clean import aligned_panel, cleaned_prices
+from quant_genesis_dagster.defs.factors import (
+    chip_factors,
+    main_force_flows,
+    sentiment_factors,
+    value_factors,
+    zscored_factors,
+)
+from quant_genesis_dagster.defs.intraday import intraday_eod
 from quant_genesis_dagster.defs.jobs import daily_job
+from quant_genesis_dagster.defs.predictions import predictions, signals
 from quant_genesis_dagster.defs.raw import raw_stock_info, raw_tables
-from quant_genesis_dagster.defs.resources import DataSourceResource, WarehouseResource
+from quant_genesis_dagster.defs.resources import (
+    DataSourceResource,
+    FactorSettingsResource,
+    ParamStoreResource,
+    WarehouseResource,
+)
 
 defs = dg.Definitions(
-    assets=[raw_stock_info, raw_tables, cleaned_prices, aligned_panel],
+    assets=[
+        raw_stock_info,
+        raw_tables,
+        cleaned_prices,
+        aligned_panel,
+        intraday_eod,
+        main_force_flows,
+        chip_factors,
+        sentiment_factors,
+        value_factors,
+        zscored_factors,
+        predictions,
+        signals,
+    ],
     jobs=[daily_job],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
+        "factor_settings": FactorSettingsResource(),
+        "param_store": ParamStoreResource(),
     },
 )

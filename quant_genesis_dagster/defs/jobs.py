@@ -8,6 +8,7 @@ DAILY_JOB_NAME = "daily_job"
 daily_job = dg.define_asset_job(
     DAILY_JOB_NAME,
     selection=dg.AssetSelection.all(),
-    description="The daily engine: raw data → cleaned prices → aligned panel (later issues add "
-    "factors, predictions, backtest and calibration) for the selected trading days.",
+    description="The daily engine for the selected trading days: raw data → cleaned prices → "
+    "aligned panel → main-force flows and chip / sentiment / value factors → z-scores → "
+    "predictions and signals (later issues add the backtest and calibration).",
 )

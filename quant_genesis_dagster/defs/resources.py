@@ -1,4 +1,5 @@
-"""Dagster resources: the warehouse and the data source. Thin wrappers over domain code; the
+"""Dagster resources: the warehouse, the data source, the factor settings and the MLflow
+parameter store. Thin wrappers over domain code; the
 environment is read at run time (never at import), secrets only through ``EnvVar``."""
 
 from functools import lru_cache
@@ -8,6 +9,8 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from quant_genesis_dagster.defs.common import as_failure
+from quant_genesis_dagster.domain.params import FactorSettings
+from quant_genesis_dagster.domain.registry import ParamStore
 from quant_genesis_dagster.domain.sources.base import DataSource, make_source
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
 from quant_genesis_dagster.errors import QGError
@@ -81,3 +84,52 @@ class DataSourceResource(dg.ConfigurableResource):
         if self.name == "sample":
             options = {"seed": self.seed, "n_symbols": self.n_symbols, "faults": self.faults}
         return _source(self.name, tuple(sorted(options.items())))
+
+
+class FactorSettingsResource(dg.ConfigurableResource):
+    """The shape of the factor computations (``domain.params.FactorSettings``): windows and the
+    standardization method. Definition-level settings, not calibrated parameters; the asset
+    lineage declares the default lookback."""
+
+    lac_window: int = FactorSettings.lac_window
+    flow_window: int = FactorSettings.flow_window
+    zscore_method: str = FactorSettings.zscore_method
+    industry_neutral: bool = FactorSettings.industry_neutral
+    winsor_pct: float = FactorSettings.winsor_pct
+
+    def settings(self) -> FactorSettings:
+        try:
+            return FactorSettings(
+                lac_window=self.lac_window,
+                flow_window=self.flow_window,
+                zscore_method=self.zscore_method,
+                industry_neutral=self.industry_neutral,
+                winsor_pct=self.winsor_pct,
+            )
+        except QGError as err:
+            raise as_failure(err) from err
+
+
+@lru_cache(maxsize=4)
+def _param_store(tracking_uri: str, artifacts: str) -> ParamStore:
+    return ParamStore(tracking_uri, artifact_location=artifacts)
+
+
+class ParamStoreResource(dg.ConfigurableResource):
+    """The versioned parameter sets in MLflow. Empty ``tracking_uri`` → ``MLFLOW_TRACKING_URI``,
+    else a SQLite tracking store under ``QG_HOME/mlflow``."""
+
+    tracking_uri: str = ""
+    home: str = ""
+
+    def store(self) -> ParamStore:
+        if self.tracking_uri and _has_password(self.tracking_uri):
+            raise as_failure(
+                QGError(
+                    "param_store resource: `tracking_uri` carries a password; set "
+                    "MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_PASSWORD) in the environment instead"
+                )
+            )
+        # an explicit home (tests, a second laptop store) means that home's embedded store
+        s = Settings.from_env({"QG_HOME": self.home}) if self.home else Settings.from_env()
+        return _param_store(self.tracking_uri or s.mlflow_tracking_uri, str(s.mlflow_artifacts))
