@@ -100,7 +100,9 @@ def factor_coverage(df: pl.DataFrame, columns) -> dg.MetadataValue:
 
 
 def _read_panel(engine, start, end, columns) -> pl.DataFrame:
-    return io.read_slice(engine, models.AlignedPanel, start, end, columns=["session", "symbol", *columns])
+    return io.read_slice(
+        engine, models.AlignedPanel, start, end, columns=["session", "symbol", *columns]
+    )
 
 
 def _write(engine, model, df: pl.DataFrame, start, end) -> int:
@@ -273,8 +275,10 @@ def sentiment_factors(
         check_name=CHECK_FEAR_GREED_RANGE,
         asset_key="sentiment_factors",
         passed=in_range,
-        metadata={"min": float(fg.min()) if fg.len() else None,
-                  "max": float(fg.max()) if fg.len() else None},  # fmt: skip
+        metadata={
+            "min": float(fg.min()) if fg.len() else None,
+            "max": float(fg.max()) if fg.len() else None,
+        },  # fmt: skip
     )
     yield _coverage_check("sentiment_factors", out, ["margin_crowding"])
 
@@ -351,7 +355,11 @@ def zscored_factors(
     start, end = session_range(context)
     engine = warehouse.engine()
     settings = factor_settings.settings()
-    lb = start if settings.zscore_method != "time_series" else lookback_start(start, settings.ts_window)
+    lb = (
+        start
+        if settings.zscore_method != "time_series"
+        else lookback_start(start, settings.ts_window)
+    )
     try:
         frames = [
             io.read_slice(engine, model, lb, end)

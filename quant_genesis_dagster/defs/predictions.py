@@ -15,7 +15,8 @@ from quant_genesis_dagster.defs.common import (
 from quant_genesis_dagster.defs.factors import lookback_start
 from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
 from quant_genesis_dagster.defs.resources import ParamStoreResource, WarehouseResource
-from quant_genesis_dagster.domain import model, risk, signals as signals_domain
+from quant_genesis_dagster.domain import model, risk
+from quant_genesis_dagster.domain import signals as signals_domain
 from quant_genesis_dagster.domain.factors import composite
 from quant_genesis_dagster.domain.params import validate
 from quant_genesis_dagster.domain.warehouse import io, models
@@ -40,10 +41,18 @@ def _spec(asset: str, name: str, description: str, blocking: bool = False) -> dg
     metadata=definition_metadata(models.Predictions),
     deps=["zscored_factors", "aligned_panel"],
     check_specs=[
-        _spec("predictions", CHECK_PARAM_VERSION, "Every prediction row names the parameter "
-              "version (MLflow registry) it was made with.", blocking=True),  # fmt: skip
-        _spec("predictions", CHECK_PARAMS_IN_RANGE, "The champion's parameters lie inside their "
-              "SPEC §9 ranges.", blocking=True),  # fmt: skip
+        _spec(
+            "predictions",
+            CHECK_PARAM_VERSION,
+            "Every prediction row names the parameter version (MLflow registry) it was made with.",
+            blocking=True,
+        ),  # fmt: skip
+        _spec(
+            "predictions",
+            CHECK_PARAMS_IN_RANGE,
+            "The champion's parameters lie inside their SPEC §9 ranges.",
+            blocking=True,
+        ),  # fmt: skip
         _spec("predictions", CHECK_FINITE, "No ±inf or NaN in any prediction.", blocking=True),
     ],
 )

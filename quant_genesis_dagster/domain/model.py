@@ -30,9 +30,7 @@ PREDICTIONS_SCHEMA = polars_schema(models.Predictions)
 US_MOVE_COLUMNS: tuple[str, ...] = ("us_smh_ret", "us_soxx_ret", "us_qqq_ret", "us_tsm_ret")
 
 
-def cross_market_adjustment(
-    us_move: np.ndarray, params: ParamSet
-) -> tuple[np.ndarray, np.ndarray]:
+def cross_market_adjustment(us_move: np.ndarray, params: ParamSet) -> tuple[np.ndarray, np.ndarray]:
     """(return adjustment, position scale) for overnight US moves (fractions, NaN = unknown)."""
     move = np.asarray(us_move, dtype=np.float64)
     known = ~np.isnan(move)
@@ -79,9 +77,7 @@ def predict(
     )
     df = df.with_columns(score=score)
     adjust, scale = cross_market_adjustment(df["us_move"].to_numpy(), params)
-    df = df.with_columns(
-        us_adjust=pl.Series(adjust), position_scale=pl.Series(scale)
-    )
+    df = df.with_columns(us_adjust=pl.Series(adjust), position_scale=pl.Series(scale))
     base = pl.col("score") * params.return_per_score + params.alpha
     df = df.with_columns(
         **{f"r_pred_{h}d": base * h + pl.col("us_adjust") for h in HORIZONS},

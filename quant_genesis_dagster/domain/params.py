@@ -28,9 +28,7 @@ BETA_KEYS: tuple[str, ...] = ("beta_c", "beta_s", "beta_d")
 
 
 def _p(default: float, lo: float, hi: float, doc: str, *, tunable: bool = False) -> Any:
-    return field(
-        default=default, metadata={"range": (lo, hi), "doc": doc, "tunable": tunable}
-    )
+    return field(default=default, metadata={"range": (lo, hi), "doc": doc, "tunable": tunable})
 
 
 @dataclass(frozen=True)

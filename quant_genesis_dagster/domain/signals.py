@@ -73,7 +73,10 @@ def build_signals(
     if missing:
         raise QGError(f"signals: missing input column(s) {', '.join(missing)}; nothing written")
     p = params
-    d = day.select(SYMBOL_COLUMNS)
+    d = day.select(SYMBOL_COLUMNS).cast(
+        {c: pl.Float64 for c in SYMBOL_COLUMNS[2:] if c != "market_abnormal"}
+        | {"market_abnormal": pl.Boolean}
+    )
     strong = pl.col("f_c") >= p.fc_strong
     levered_ok = pl.col("equity_multiplier").is_not_null() & (
         pl.col("equity_multiplier") <= p.equity_multiplier_max
@@ -83,8 +86,10 @@ def build_signals(
     swept = pl.col("sweep_ratio") >= p.sweep_min
     above_rcnc = pl.col("rcnc_close_dev") > 0
     r_fc = pl.lit("F_C ") + _num("f_c") + f" >= {p.fc_strong:g}"
-    r_lev = pl.lit("equity multiplier ") + _num("equity_multiplier") + (
-        f" <= {p.equity_multiplier_max:g} (DuPont filter)"
+    r_lev = (
+        pl.lit("equity multiplier ")
+        + _num("equity_multiplier")
+        + (f" <= {p.equity_multiplier_max:g} (DuPont filter)")
     )
     frames = []
 
@@ -149,7 +154,8 @@ def build_signals(
             action=pl.lit("reduce"),
             strength=pl.col("margin_z"),
             reasons=_reasons(
-                pl.lit("margin balance change z ") + _num("margin_z")
+                pl.lit("margin balance change z ")
+                + _num("margin_z")
                 + f" beyond ±{p.margin_anomaly_z:g}"
             ),
         )  # fmt: skip
@@ -157,7 +163,12 @@ def build_signals(
 
     out = [
         f.select(
-            "session", "symbol", "signal", "action", "strength", "reasons",
+            "session",
+            "symbol",
+            "signal",
+            "action",
+            "strength",
+            "reasons",
             param_version=pl.lit(param_version),
         )  # fmt: skip
         for f in frames
@@ -180,7 +191,9 @@ def _market_rows(market: pl.DataFrame, p: ParamSet, param_version: str) -> pl.Da
         (
             "market_margin_anomaly",
             "margin_anomaly",
-            pl.lit("market margin change z ") + _num("margin_z") + f" beyond ±{p.margin_anomaly_z:g}",
+            pl.lit("market margin change z ")
+            + _num("margin_z")
+            + f" beyond ±{p.margin_anomaly_z:g}",
         ),
     ]
     frames = [

@@ -80,9 +80,11 @@ class Grid:
     def market(self, values, *, what: str = "market series") -> np.ndarray:
         """(T,) array of a per-session value repeated on every row of the session (first row
         wins; all rows of a session must agree)."""
-        v = values.cast(pl.Float64).fill_null(np.nan).to_numpy() if isinstance(
-            values, pl.Series
-        ) else np.asarray(values, dtype=np.float64)
+        v = (
+            values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+            if isinstance(values, pl.Series)
+            else np.asarray(values, dtype=np.float64)
+        )
         out = np.full(self.sessions.size, np.nan)
         first = np.unique(self.t, return_index=True)[1]
         out[self.t[first]] = v[first]
