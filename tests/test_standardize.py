@@ -96,6 +96,4 @@ def test_rolling_helpers_are_start_independent_and_match_pandas():
     m = np.array([1, 1, 0, 1, 1, 1, 0], dtype=bool)[:, None]
     assert grid.streak(m, cap=2)[:, 0].tolist() == [1, 2, 0, 1, 2, 2, 0]
     ints = rng.integers(-1000, 1000, size=(400, 3))
-    np.testing.assert_array_equal(
-        grid.rolling_int_sum(ints, 180)[-1], ints[-180:].sum(axis=0)
-    )
+    np.testing.assert_array_equal(grid.rolling_int_sum(ints, 180)[-1], ints[-180:].sum(axis=0))
