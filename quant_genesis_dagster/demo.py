@@ -17,6 +17,20 @@ from quant_genesis_dagster.settings import Settings
 console = Console()
 
 
+def _derived_models():
+    from quant_genesis_dagster.domain.warehouse import models
+
+    return (
+        models.MainForceFlows,
+        models.ChipFactors,
+        models.SentimentFactors,
+        models.ValueFactors,
+        models.ZscoredFactors,
+        models.Predictions,
+        models.Signals,
+    )
+
+
 def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed: int) -> int:
     import dagster as dg
 
@@ -112,6 +126,42 @@ def _failure_message(result) -> str:
     return "see the run in the Dagster UI (make up)"
 
 
+def _print_top_signals(engine, last, n: int = 10) -> None:
+    """The strongest entry signals of the last session with their reasons, and its risk rows."""
+    import json
+
+    import polars as pl
+
+    from quant_genesis_dagster.domain.signals import ENTRY_SIGNALS
+    from quant_genesis_dagster.domain.warehouse import io, models
+
+    sig = io.read_slice(engine, models.Signals, last, last)
+    pred = io.read_slice(
+        engine, models.Predictions, last, last, columns=["symbol", "r_pred_5d", "param_version"]
+    )
+    version = pred["param_version"][0] if pred.height else "none"
+    entries = (
+        sig.filter(pl.col("signal").is_in(ENTRY_SIGNALS))
+        .join(pred.select("symbol", "r_pred_5d"), on="symbol", how="left")
+        .sort("strength", descending=True)
+    )
+    t = Table(title=f"Top signals on {last} (parameter version {version})")
+    for col in ("symbol", "signal", "F_C", "R_pred 5d", "reasons"):
+        t.add_column(col, justify="right" if col in ("F_C", "R_pred 5d") else "left")
+    for r in entries.head(n).iter_rows(named=True):
+        r5 = "" if r["r_pred_5d"] is None else f"{r['r_pred_5d']:+.2%}"
+        t.add_row(r["symbol"], r["signal"], f"{r['strength']:.2f}", r5,
+                  "; ".join(json.loads(r["reasons"])))  # fmt: skip
+    if entries.is_empty():
+        t.add_row("-", "none", "", "", "no P1/P2 entry passed every condition today")
+    console.print(t)
+    risk = sig.filter(~pl.col("signal").is_in(ENTRY_SIGNALS))
+    if risk.height:
+        counts = risk.group_by("signal").len().sort("len", descending=True)
+        shown = ", ".join(f"{s} {k}" for s, k in counts.iter_rows())
+        console.print(f"Risk manager on {last}: {shown}")
+
+
 def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: float) -> None:
     from quant_genesis_dagster.domain.warehouse import io, models
     from quant_genesis_dagster.domain.warehouse.db import open_warehouse
@@ -129,7 +179,7 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
         rows.add_row(
             f"raw_{name}", model.__tablename__, f"{io.count_rows(engine, model, start, end):,}"
         )
-    for model in (models.CleanedPrices, models.AlignedPanel):
+    for model in (models.CleanedPrices, models.AlignedPanel, *_derived_models()):
         n = io.count_rows(engine, model, start, end)
         rows.add_row(model.__tablename__, model.__tablename__, f"{n:,}")
     console.print(rows)
@@ -158,6 +208,12 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
     else:
         qt.add_row("-", "none", "-", "0")
     console.print(qt)
+    by_kind = io.count_rows(engine, models.Signals, start, end, group_by="signal")
+    console.print(
+        "Signals over the window: "
+        + (", ".join(f"{k} {n:,}" for k, n in by_kind.items()) or "none")
+    )
+    _print_top_signals(engine, end)
     console.print(f"Run {run_id} succeeded in {seconds:.1f} s.")
     console.print(f"Warehouse:     {engine.url.render_as_string(hide_password=True)}")
     console.print(f"Dagster home:  {settings.dagster_home}")
