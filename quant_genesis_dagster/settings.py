@@ -1,15 +1,17 @@
 """Where Quant Genesis keeps its state, resolved from the environment in one place.
 
 Everything embedded lives under ``QG_HOME`` (default ``./.qg``): the SQLite warehouse, the
-Dagster home (persistent, unlike ``dagster dev``'s temporary folder), and later the MLflow store
-and the sidecar journal. ``QG_DATABASE_URL`` moves the warehouse to PostgreSQL.
+Dagster home (persistent, unlike ``dagster dev``'s temporary folder), the MLflow tracking store
+and model registry (``<home>/mlflow``), and later the sidecar journal. ``QG_DATABASE_URL`` moves
+the warehouse to PostgreSQL; ``MLFLOW_TRACKING_URI`` (MLflow's own variable) points tracking and
+the registry at another store or an MLflow server.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Embedded Dagster instance: SQLite storage under QG_HOME, no onboarding modal, and at most one
@@ -36,6 +38,9 @@ nux:
 class Settings:
     home: Path
     database_url: str | None  # None → SQLite file under home
+    #: MLFLOW_TRACKING_URI as given; None → SQLite under home. May carry a password, so it is
+    #: kept out of repr (show it with ``domain.registry.safe_uri``).
+    mlflow_uri: str | None = field(default=None, repr=False)
 
     @property
     def dagster_home(self) -> Path:
@@ -45,12 +50,23 @@ class Settings:
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.sqlite"
 
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """Tracking and registry store: ``MLFLOW_TRACKING_URI`` or ``<home>/mlflow/mlflow.db``."""
+        return self.mlflow_uri or f"sqlite:///{self.home}/mlflow/mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Artifact root for the embedded store's experiments (a server keeps its own root)."""
+        return self.home / "mlflow" / "artifacts"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = Path(env.get("QG_HOME") or ".qg").expanduser().resolve()
         url = env.get("QG_DATABASE_URL") or None
-        return cls(home=home, database_url=url)
+        mlflow_uri = (env.get("MLFLOW_TRACKING_URI") or "").strip() or None
+        return cls(home=home, database_url=url, mlflow_uri=mlflow_uri)
 
 
 def prepare_dagster_home(settings: Settings) -> Path:

@@ -23,6 +23,19 @@ from quant_genesis_dagster.domain.warehouse import db
 _PG_FIXTURES = {"pg_server_url", "pg_url", "pg_dagster_url"}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test process defaults to a throwaway QG_HOME (warehouse, Dagster home, MLflow store)
+    and ignores a developer's MLFLOW_TRACKING_URI; tests that need their own home set it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QG_HOME", str(tmp_path_factory.mktemp("qg_home")))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.delenv("QG_DATABASE_URL", raising=False)
+    mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    yield
+    mp.undo()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that touches PostgreSQL (directly or via warehouse_url) ``postgres``."""
     for item in items:

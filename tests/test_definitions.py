@@ -14,7 +14,17 @@ EXPECTED_ASSETS = {
     *(f"raw_{t}" for t in RAW_PARTITIONED_TABLES),
     "cleaned_prices",
     "aligned_panel",
+    "intraday_eod",
+    "main_force_flows",
+    "chip_factors",
+    "sentiment_factors",
+    "value_factors",
+    "zscored_factors",
+    "predictions",
+    "signals",
 }
+#: External assets: reported by the sidecar, not materialized by a job.
+EXTERNAL_ASSETS = {"intraday_eod"}
 EXPECTED_CHECKS = {
     ("raw_daily_prices", "sessions_have_prices"),
     ("cleaned_prices", "positive_prices"),
@@ -23,6 +33,21 @@ EXPECTED_CHECKS = {
     ("aligned_panel", "no_future_fundamentals"),
     ("aligned_panel", "coverage"),
     ("aligned_panel", "quarantine_counts"),
+    ("main_force_flows", "coverage"),
+    ("chip_factors", "no_infinities"),
+    ("chip_factors", "coverage"),
+    ("sentiment_factors", "no_infinities"),
+    ("sentiment_factors", "fear_greed_in_0_100"),
+    ("sentiment_factors", "coverage"),
+    ("value_factors", "no_infinities"),
+    ("value_factors", "coverage"),
+    ("zscored_factors", "zscore_moments"),
+    ("zscored_factors", "no_infinities"),
+    ("zscored_factors", "coverage"),
+    ("predictions", "every_row_has_param_version"),
+    ("predictions", "params_in_range"),
+    ("predictions", "no_infinities"),
+    ("signals", "every_signal_has_reasons"),
 }
 
 
@@ -44,6 +69,9 @@ def test_partitioned_assets_use_trading_days_and_single_run_backfills():
             assert node.partitions_def is None
             continue
         assert node.partitions_def == trading_days_partitions_def
+        if key.to_user_string() in EXTERNAL_ASSETS:
+            assert not node.is_materializable
+            continue
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
 
 

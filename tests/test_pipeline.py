@@ -32,7 +32,16 @@ PARTITIONED_MODELS = [
     models.CleanedPrices,
     models.AlignedPanel,
     models.Quarantine,
+    models.MainForceFlows,
+    models.ChipFactors,
+    models.SentimentFactors,
+    models.ValueFactors,
+    models.ZscoredFactors,
+    models.Predictions,
+    models.Signals,
 ]
+#: A short LAC window so the 82-session test history has defined cost lines.
+LAC_WINDOW = 30
 
 
 def run_config(url: str, home: Path) -> dict:
@@ -40,6 +49,8 @@ def run_config(url: str, home: Path) -> dict:
         "resources": {
             "warehouse": {"config": {"url": url, "home": str(home)}},
             "data_source": {"config": {"n_symbols": N_SYMBOLS, "seed": SEED}},
+            "factor_settings": {"config": {"lac_window": LAC_WINDOW}},
+            "param_store": {"config": {"home": str(home)}},
         }
     }
 

@@ -112,7 +112,9 @@ class FactorSettingsResource(dg.ConfigurableResource):
 
 @lru_cache(maxsize=4)
 def _param_store(tracking_uri: str, artifacts: str) -> ParamStore:
-    return ParamStore(tracking_uri, artifact_location=artifacts)
+    # a local store keeps artifacts under QG_HOME; a tracking server keeps its own root
+    local = not tracking_uri.startswith(("http://", "https://", "databricks"))
+    return ParamStore(tracking_uri, artifact_location=artifacts if local else None)
 
 
 class ParamStoreResource(dg.ConfigurableResource):
