@@ -194,7 +194,7 @@ def chip_factors(
     lb = lookback_start(start, settings.lookback())
     try:
         flows = io.read_slice(engine, models.MainForceFlows, lb, end)
-        panel = _read_panel(engine, lb, end, ["close", "close_adj", "vwap_adj", "volume_shares"])
+        panel = _read_panel(engine, lb, end, list(chip.PANEL_PRICE_COLUMNS))
         eod = io.read_slice(engine, models.IntradayEod, start, end)
         df = chip.chip_factors(flows, panel, eod, settings)
         rows = _write(engine, models.ChipFactors, df, start, end)

@@ -40,7 +40,7 @@ def zscored_factors(
     sentiment_df: pl.DataFrame,
     value_df: pl.DataFrame,
     panel: pl.DataFrame,
-    settings: FactorSettings = FactorSettings(),
+    settings: FactorSettings | None = None,
 ) -> pl.DataFrame:
     """Rows of ``polars_schema(models.ZscoredFactors)``, one per ``panel`` row.
 
@@ -48,6 +48,7 @@ def zscored_factors(
     ``settings.zscore_method == "time_series"``); factor rows missing for a panel row count as
     no value.
     """
+    settings = settings or FactorSettings()
     _require(panel, ["session", "symbol", "industry"], "aligned_panel")
     inputs = {"chip": chip_df, "sentiment": sentiment_df, "value": value_df}
     keys = panel.select("session", "symbol", "industry").sort("session", "symbol")
