@@ -19,6 +19,7 @@ from quant_genesis_dagster.domain import model, risk
 from quant_genesis_dagster.domain import signals as signals_domain
 from quant_genesis_dagster.domain.factors import composite
 from quant_genesis_dagster.domain.params import validate
+from quant_genesis_dagster.domain.registry import parse_version_id
 from quant_genesis_dagster.domain.warehouse import io, models
 from quant_genesis_dagster.errors import QGError
 
@@ -154,7 +155,13 @@ def signals(
         parts = []
         for version_id in sorted(versions["param_version"].unique().to_list()):
             days = versions.filter(pl.col("param_version") == version_id)["session"]
-            params = store.get(int(version_id.rsplit("/v", 1)[1])).params
+            name, number = parse_version_id(version_id)
+            if name != store.name:
+                raise QGError(
+                    f"predictions for {days[0]} were made with {version_id}, which is not in the "
+                    f"parameter store's registered model {store.name!r}; re-materialize predictions"
+                )
+            params = store.get(number).params
             mk = risk.market_risk(market_in, params)
             parts.append(
                 signals_domain.build_signals(

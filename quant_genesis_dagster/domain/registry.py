@@ -93,6 +93,16 @@ class ParamVersion:
         return {k[len(prefix) :]: v for k, v in self.tags.items() if k.startswith(prefix)}
 
 
+def parse_version_id(version_id: str) -> tuple[str, int]:
+    """``"<name>/v<version>"`` (``ParamVersion.id``) → (name, version); QGError otherwise."""
+    name, sep, number = version_id.rpartition("/v")
+    if not sep or not name or not number.isdigit():
+        raise QGError(
+            f"parameter version id {version_id!r} is not of the form <registered model>/v<N>"
+        )
+    return name, int(number)
+
+
 # ------------------------------------------------------------------------------------ helpers
 def safe_uri(uri: str) -> str:
     """``uri`` with any password replaced by ``***`` (for messages and logs)."""
