@@ -64,8 +64,10 @@ RECOVERY = {"f_c": ("chip", 0.45), "f_s": ("sentiment", 0.80), "f_d": ("value", 
 def test_each_composite_recovers_its_planted_exposure(data, full, column):
     truth, threshold = RECOVERY[column]
     after_warmup = calendar.shift_session(data.sessions[0], SETTINGS.lac_window)
-    j = full["zscored"].filter(pl.col("session") >= after_warmup).join(
-        data.truth.exposures, on=["session", "symbol"]
+    j = (
+        full["zscored"]
+        .filter(pl.col("session") >= after_warmup)
+        .join(data.truth.exposures, on=["session", "symbol"])
     )
     rho = _daily_spearman(j, column, truth)
     assert rho > threshold, f"{column} vs planted {truth}: {rho:.3f}"
