@@ -17,20 +17,6 @@ from quant_genesis_dagster.settings import Settings
 console = Console()
 
 
-def _derived_models():
-    from quant_genesis_dagster.domain.warehouse import models
-
-    return (
-        models.MainForceFlows,
-        models.ChipFactors,
-        models.SentimentFactors,
-        models.ValueFactors,
-        models.ZscoredFactors,
-        models.Predictions,
-        models.Signals,
-    )
-
-
 def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed: int) -> int:
     import dagster as dg
 
@@ -179,7 +165,7 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
         rows.add_row(
             f"raw_{name}", model.__tablename__, f"{io.count_rows(engine, model, start, end):,}"
         )
-    for model in (models.CleanedPrices, models.AlignedPanel, *_derived_models()):
+    for model in (models.CleanedPrices, models.AlignedPanel, *models.DERIVED_TABLES):
         n = io.count_rows(engine, model, start, end)
         rows.add_row(model.__tablename__, model.__tablename__, f"{n:,}")
     console.print(rows)

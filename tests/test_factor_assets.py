@@ -10,6 +10,7 @@ import json
 import dagster as dg
 import polars as pl
 import pytest
+from dagster_events import check_evaluations
 
 from quant_genesis_dagster.definitions import defs
 from quant_genesis_dagster.defs.predictions import predictions
@@ -61,20 +62,9 @@ def world(tmp_path_factory):
         }
 
 
-def _checks(result) -> dict:
-    return {
-        (ev.asset_key.to_user_string(), ev.check_name): ev
-        for ev in (
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        )
-    }
-
-
 def test_the_daily_job_runs_the_factor_and_prediction_assets_and_their_checks(world):
     assert world["result"].success
-    checks = _checks(world["result"])
+    checks = check_evaluations(world["result"])
     for asset, name in [
         ("zscored_factors", "zscore_moments"),
         ("zscored_factors", "no_infinities"),

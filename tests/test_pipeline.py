@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from dagster_events import check_evaluations
 
 from quant_genesis_dagster.definitions import defs
 from quant_genesis_dagster.domain import calendar
@@ -32,13 +33,7 @@ PARTITIONED_MODELS = [
     models.CleanedPrices,
     models.AlignedPanel,
     models.Quarantine,
-    models.MainForceFlows,
-    models.ChipFactors,
-    models.SentimentFactors,
-    models.ValueFactors,
-    models.ZscoredFactors,
-    models.Predictions,
-    models.Signals,
+    *models.DERIVED_TABLES,
 ]
 #: A short LAC window so the 82-session test history has defined cost lines.
 LAC_WINDOW = 30
@@ -185,19 +180,8 @@ def test_aligned_panel_uses_no_future_fundamentals(worlds):
     assert panel["revenue_ttm"].is_null().all()
 
 
-def _check_evaluations(result) -> dict:
-    return {
-        (ev.asset_key.to_user_string(), ev.check_name): ev
-        for ev in (
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        )
-    }
-
-
 def test_checks_pass_on_the_sample_market_and_flag_the_vendor_gap(worlds):
-    by_name = _check_evaluations(worlds["w1"]["result"])
+    by_name = check_evaluations(worlds["w1"]["result"])
     assert by_name[("cleaned_prices", "positive_prices")].passed
     assert by_name[("cleaned_prices", "ohlc_consistent")].passed
     assert by_name[("cleaned_prices", "quarantine_counts")].passed

@@ -6,6 +6,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
 from quant_genesis_dagster.domain import tables
 from quant_genesis_dagster.domain.warehouse import models
 from quant_genesis_dagster.errors import QGError
@@ -52,6 +53,19 @@ def definition_metadata(model: type[models.Base]) -> dict:
     materialization per partition, and repeating the schema in each would bloat the event log.
     """
     return {COLUMN_SCHEMA: column_schema(model), "table": model.__tablename__}
+
+
+def session_asset(model: type[models.Base], *, group: str, kinds=("sql", "polars"), **kwargs):
+    """``@dg.asset`` for a table-backed asset partitioned by session with a single-run backfill
+    policy (a range is one vectorized run): the shape every warehouse asset shares."""
+    return dg.asset(
+        partitions_def=trading_days_partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=group,
+        kinds=set(kinds),
+        metadata=definition_metadata(model),
+        **kwargs,
+    )
 
 
 def table_metadata(rows: int, **extra) -> dict:

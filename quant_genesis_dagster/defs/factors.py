@@ -15,12 +15,11 @@ import polars as pl
 
 from quant_genesis_dagster.defs.common import (
     as_failure,
-    definition_metadata,
+    session_asset,
     session_range,
     table_metadata,
 )
 from quant_genesis_dagster.defs.intraday import intraday_eod
-from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
 from quant_genesis_dagster.defs.raw import raw_asset_key
 from quant_genesis_dagster.defs.resources import FactorSettingsResource, WarehouseResource
 from quant_genesis_dagster.domain import calendar, cleaning
@@ -110,12 +109,9 @@ def _write(engine, model, df: pl.DataFrame, start, end) -> int:
     return io.replace_slice(engine, model, out, start, end)
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=FACTORS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.MainForceFlows),
+@session_asset(
+    models.MainForceFlows,
+    group=FACTORS_GROUP,
     deps=[raw_asset_key("broker_flows"), "aligned_panel"],
     check_specs=[_coverage_spec("main_force_flows", "a main-force net flow")],
 )
@@ -167,12 +163,9 @@ def main_force_flows(
     yield _coverage_check("main_force_flows", flows, ["mf_net"])
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=FACTORS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.ChipFactors),
+@session_asset(
+    models.ChipFactors,
+    group=FACTORS_GROUP,
     deps=[_lookback_dep("main_force_flows"), _lookback_dep("aligned_panel"), intraday_eod],
     check_specs=[
         _finite_spec("chip_factors"),
@@ -216,12 +209,9 @@ def chip_factors(
     yield _coverage_check("chip_factors", out, ["net_ratio_20d"])
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=FACTORS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.SentimentFactors),
+@session_asset(
+    models.SentimentFactors,
+    group=FACTORS_GROUP,
     deps=[_lookback_dep("aligned_panel"), _lookback_dep(raw_asset_key("news"))],
     check_specs=[
         _finite_spec("sentiment_factors"),
@@ -283,12 +273,9 @@ def sentiment_factors(
     yield _coverage_check("sentiment_factors", out, ["margin_crowding"])
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=FACTORS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.ValueFactors),
+@session_asset(
+    models.ValueFactors,
+    group=FACTORS_GROUP,
     deps=[_lookback_dep("aligned_panel")],
     check_specs=[_finite_spec("value_factors"), _coverage_spec("value_factors", "a TTM ROE")],
 )
@@ -325,12 +312,9 @@ def value_factors(
     yield _coverage_check("value_factors", out, ["roe"])
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=FACTORS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.ZscoredFactors),
+@session_asset(
+    models.ZscoredFactors,
+    group=FACTORS_GROUP,
     deps=["chip_factors", "sentiment_factors", "value_factors", "aligned_panel"],
     check_specs=[
         _spec(

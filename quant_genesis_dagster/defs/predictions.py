@@ -8,12 +8,11 @@ import polars as pl
 
 from quant_genesis_dagster.defs.common import (
     as_failure,
-    definition_metadata,
+    session_asset,
     session_range,
     table_metadata,
 )
 from quant_genesis_dagster.defs.factors import lookback_start
-from quant_genesis_dagster.defs.partitions import trading_days_partitions_def
 from quant_genesis_dagster.defs.resources import ParamStoreResource, WarehouseResource
 from quant_genesis_dagster.domain import model, risk
 from quant_genesis_dagster.domain import signals as signals_domain
@@ -34,12 +33,10 @@ def _spec(asset: str, name: str, description: str, blocking: bool = False) -> dg
     return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=PREDICTIONS_GROUP,
-    kinds={"sql", "polars", "mlflow"},
-    metadata=definition_metadata(models.Predictions),
+@session_asset(
+    models.Predictions,
+    group=PREDICTIONS_GROUP,
+    kinds=("sql", "polars", "mlflow"),
     deps=["zscored_factors", "aligned_panel"],
     check_specs=[
         _spec(
@@ -113,12 +110,9 @@ def predictions(
     )
 
 
-@dg.asset(
-    partitions_def=trading_days_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=PREDICTIONS_GROUP,
-    kinds={"sql", "polars"},
-    metadata=definition_metadata(models.Signals),
+@session_asset(
+    models.Signals,
+    group=PREDICTIONS_GROUP,
     deps=[
         "predictions",
         "zscored_factors",

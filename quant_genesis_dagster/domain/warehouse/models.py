@@ -528,6 +528,17 @@ class Signals(Base):
     __table_args__ = (Index(None, "session", "symbol"),)
 
 
+#: Factor and prediction tables, in the order the daily graph writes them.
+DERIVED_TABLES: tuple[type[Base], ...] = (
+    MainForceFlows,
+    ChipFactors,
+    SentimentFactors,
+    ValueFactors,
+    ZscoredFactors,
+    Predictions,
+    Signals,
+)
+
 # Tables that a session partition owns, by asset-facing name.
 RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
     "daily_prices": RawDailyPrices,
