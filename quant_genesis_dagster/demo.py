@@ -113,39 +113,50 @@ def _failure_message(result) -> str:
 
 
 def _print_top_signals(engine, last, n: int = 10) -> None:
-    """The strongest entry signals of the last session with their reasons, and its risk rows."""
+    """The last session's signals (entries first, then risk actions) with their reasons, and
+    the names with the highest expected 5-session return."""
     import json
 
     import polars as pl
 
-    from quant_genesis_dagster.domain.signals import ENTRY_SIGNALS
     from quant_genesis_dagster.domain.warehouse import io, models
 
     sig = io.read_slice(engine, models.Signals, last, last)
-    pred = io.read_slice(
-        engine, models.Predictions, last, last, columns=["symbol", "r_pred_5d", "param_version"]
-    )
+    pred = io.read_slice(engine, models.Predictions, last, last)
     version = pred["param_version"][0] if pred.height else "none"
-    entries = (
-        sig.filter(pl.col("signal").is_in(ENTRY_SIGNALS))
-        .join(pred.select("symbol", "r_pred_5d"), on="symbol", how="left")
-        .sort("strength", descending=True)
-    )
+    # entries first, then exits, exposure cuts and warnings; the strongest first within each
+    priority = {"buy": 0, "exit": 1, "reduce": 2, "warn": 3}
+    ranked = sig.with_columns(
+        _rank=pl.col("action").replace_strict(priority, default=9),
+        _size=pl.col("strength").abs(),
+    ).sort(["_rank", "_size"], descending=[False, True])
     t = Table(title=f"Top signals on {last} (parameter version {version})")
-    for col in ("symbol", "signal", "F_C", "R_pred 5d", "reasons"):
-        t.add_column(col, justify="right" if col in ("F_C", "R_pred 5d") else "left")
-    for r in entries.head(n).iter_rows(named=True):
-        r5 = "" if r["r_pred_5d"] is None else f"{r['r_pred_5d']:+.2%}"
-        t.add_row(r["symbol"], r["signal"], f"{r['strength']:.2f}", r5,
+    for col in ("symbol", "signal", "action", "strength", "reasons"):
+        t.add_column(col, justify="right" if col == "strength" else "left")
+    for r in ranked.head(n).iter_rows(named=True):
+        t.add_row(r["symbol"] or "(market)", r["signal"], r["action"], f"{r['strength']:.2f}",
                   "; ".join(json.loads(r["reasons"])))  # fmt: skip
-    if entries.is_empty():
-        t.add_row("-", "none", "", "", "no P1/P2 entry passed every condition today")
+    if ranked.is_empty():
+        t.add_row("-", "none", "", "", "no rule fired today")
     console.print(t)
-    risk = sig.filter(~pl.col("signal").is_in(ENTRY_SIGNALS))
-    if risk.height:
-        counts = risk.group_by("signal").len().sort("len", descending=True)
-        shown = ", ".join(f"{s} {k}" for s, k in counts.iter_rows())
-        console.print(f"Risk manager on {last}: {shown}")
+    kinds = (
+        sig.filter(pl.col("symbol").is_not_null())
+        .group_by("symbol")
+        .agg(pl.col("signal").sort().str.join(", ").alias("signals"))
+    )
+    best = pred.join(kinds, on="symbol", how="left").sort("r_pred_5d", descending=True).head(n)
+    b = Table(title=f"Highest expected 5-session returns on {last}")
+    for col in ("symbol", "F_C", "F_S", "F_D", "R_pred 1d", "R_pred 5d", "R_pred 10d", "signals"):
+        b.add_column(col, justify="left" if col in ("symbol", "signals") else "right")
+
+    def num(x, fmt):
+        return "" if x is None else format(x, fmt)
+
+    for r in best.iter_rows(named=True):
+        b.add_row(r["symbol"], num(r["f_c"], "+.2f"), num(r["f_s"], "+.2f"), num(r["f_d"], "+.2f"),
+                  num(r["r_pred_1d"], "+.2%"), num(r["r_pred_5d"], "+.2%"),
+                  num(r["r_pred_10d"], "+.2%"), r["signals"] or "")  # fmt: skip
+    console.print(b)
 
 
 def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: float) -> None:

@@ -77,6 +77,7 @@ def day_row(symbol="A", **kw) -> dict:
         "session": D, "symbol": symbol, "f_c": 1.5, "close_adj": 103.0, "lac": 100.0,
         "lac_dist": 0.03, "rcnc_close_dev": None, "sweep_ratio": None, "fear_greed": 15.0,
         "market_abnormal": True, "equity_multiplier": 3.0, "margin_z": 0.5,
+        "prev_close_adj": None, "prev_lac": None, "prev_lac_dist": None,
     }  # fmt: skip
     row.update(kw)
     return row
@@ -133,6 +134,28 @@ def test_lac_break_stop_and_run_up_warning():
     assert out.filter(pl.col("signal") == "margin_anomaly").is_empty()
     anomaly = build([day_row("M", margin_z=-4.0)]).filter(pl.col("signal") == "margin_anomaly")
     assert anomaly["action"].to_list() == ["reduce"]
+
+
+def test_lac_rules_fire_on_the_session_their_condition_starts():
+    p = DEFAULTS.replace(lac_break_margin=0.05, t_runup_dev=0.30)
+    day2 = calendar.shift_session(D, 1)
+    frame = signals.with_previous_session(
+        pl.DataFrame(
+            {"session": [D, day2, D, day2], "symbol": ["S", "S", "R", "R"],
+             "close_adj": [94.0, 93.0, 135.0, 140.0], "lac": [100.0] * 4,
+             "lac_dist": [-0.06, -0.07, 0.35, 0.40]}
+        )
+    )  # fmt: skip
+    rows = [
+        day_row(r["symbol"], **{k: v for k, v in r.items() if k != "symbol"})
+        for r in frame.iter_rows(named=True)
+    ]
+    out = build(rows, market=quiet_market().vstack(quiet_market().with_columns(session=pl.lit(day2))),
+                params=p)  # fmt: skip
+    stops = out.filter(pl.col("signal") == "lac_break_stop")
+    assert stops.select("session", "symbol").rows() == [(D, "S")]  # once, not again on day 2
+    warns = out.filter(pl.col("signal") == "run_up_warning")
+    assert warns.select("session", "symbol").rows() == [(D, "R")]
 
 
 def _market(n: int, taiex, vix, margin) -> pl.DataFrame:

@@ -192,8 +192,9 @@ def _signal_inputs(engine, start, end) -> pl.DataFrame:
     """One row per (session, symbol) with every column the signal rules read."""
     keys = ["session", "symbol"]
     z = io.read_slice(engine, models.ZscoredFactors, start, end, columns=[*keys, "f_c"])
+    # from the session before start: the LAC rules fire on the day their condition starts
     chip_df = io.read_slice(
-        engine, models.ChipFactors, start, end,
+        engine, models.ChipFactors, lookback_start(start, 1), end,
         columns=[*keys, "lac", "lac_dist", "rcnc_close_dev", "sweep_ratio"],
     )  # fmt: skip
     sent = io.read_slice(
@@ -208,7 +209,9 @@ def _signal_inputs(engine, start, end) -> pl.DataFrame:
         engine, models.AlignedPanel, lb, end, columns=[*keys, "close_adj", "margin_balance"]
     )
     margin = risk.symbol_margin_z(panel)
+    prices = chip_df.join(panel.select(*keys, "close_adj"), on=keys, how="left")
+    prices = signals_domain.with_previous_session(prices)
     out = z
-    for other in (chip_df, sent, val, panel.select(*keys, "close_adj"), margin):
+    for other in (prices, sent, val, margin):
         out = out.join(other, on=keys, how="left")
     return out

@@ -7,7 +7,9 @@
 * **P2 momentum push** (buy): strong chip composite plus the intraday engine's confirmation —
   a main-force sweep (``sweep_ratio ≥ sweep_min``) or a close above the real-time cost line
   (RCNC) — and the leverage filter. Without the sidecar's end-of-day row there is no P2.
-* Risk actions from ``domain.risk``: ``lac_break_stop`` (exit), ``run_up_warning`` (warn),
+* Risk actions from ``domain.risk``: ``lac_break_stop`` (exit) and ``run_up_warning`` (warn) —
+  events on the session their condition starts (it did not hold on the symbol's previous
+  session), so a name trading below its cost line for weeks is stopped once, not every day —
   ``margin_anomaly`` (reduce, symbol), and market-wide ``vix_high``, ``atr_compression``,
   ``market_margin_anomaly`` (reduce, no symbol; strength = the resulting exposure multiplier).
 
@@ -41,6 +43,9 @@ SYMBOL_COLUMNS: tuple[str, ...] = (
     "market_abnormal",
     "equity_multiplier",
     "margin_z",
+    "prev_close_adj",
+    "prev_lac",
+    "prev_lac_dist",
 )
 ENTRY_SIGNALS = ("P1", "P2")
 
@@ -124,8 +129,11 @@ def build_signals(
     )
     frames.append(p2)
 
-    stop_level = pl.col("lac") * (1 - p.lac_break_margin)
-    stop = d.filter((pl.col("close_adj") < stop_level).fill_null(False)).with_columns(
+    broken = (pl.col("close_adj") < pl.col("lac") * (1 - p.lac_break_margin)).fill_null(False)
+    was_broken = (
+        pl.col("prev_close_adj") < pl.col("prev_lac") * (1 - p.lac_break_margin)
+    ).fill_null(False)
+    stop = d.filter(broken & ~was_broken).with_columns(
         signal=pl.lit("lac_break_stop"),
         action=pl.lit("exit"),
         strength=pl.col("lac_dist"),
@@ -136,7 +144,9 @@ def build_signals(
     )  # fmt: skip
     frames.append(stop)
 
-    runup = d.filter((pl.col("lac_dist") > p.t_runup_dev).fill_null(False)).with_columns(
+    ran_up = (pl.col("lac_dist") > p.t_runup_dev).fill_null(False)
+    had_run_up = (pl.col("prev_lac_dist") > p.t_runup_dev).fill_null(False)
+    runup = d.filter(ran_up & ~had_run_up).with_columns(
         signal=pl.lit("run_up_warning"),
         action=pl.lit("warn"),
         strength=pl.col("lac_dist"),
@@ -177,6 +187,17 @@ def build_signals(
     result = pl.concat([f.cast(dict(SIGNALS_SCHEMA)) for f in out], how="vertical")
     return result.sort(["session", "signal", "symbol"], nulls_last=False).select(
         list(SIGNALS_SCHEMA)
+    )
+
+
+def with_previous_session(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``prev_close_adj``, ``prev_lac``, ``prev_lac_dist``: the symbol's values on the
+    previous session of ``df`` (null on its first)."""
+    cols = ("close_adj", "lac", "lac_dist")
+    return (
+        df.sort("symbol", "session")
+        .with_columns(**{f"prev_{c}": pl.col(c).shift(1).over("symbol") for c in cols})
+        .sort("session", "symbol")
     )
 
 
