@@ -476,6 +476,8 @@ def chip_factors(
     panel: pl.DataFrame,
     eod: pl.DataFrame | None = None,
     settings: FactorSettings = DEFAULT_SETTINGS,
+    *,
+    layout: g.Grid | None = None,
 ) -> pl.DataFrame:
     """The chip components per panel row (``CHIP_SCHEMA``, panel row order).
 
@@ -503,7 +505,7 @@ def chip_factors(
     """
     _require(flows, FLOW_INPUT_COLUMNS, "flows")
     _require(panel, PANEL_PRICE_COLUMNS, "panel")
-    grid = g.Grid.of(panel)
+    grid = layout or g.Grid.of(panel)
     keys = panel.select(pl.col("session").cast(pl.Date), pl.col("symbol").cast(pl.String))
     f = flows.select(
         pl.col("session").cast(pl.Date),

@@ -35,55 +35,73 @@ def _require(df: pl.DataFrame, cols: list[str], what: str) -> None:
         raise QGError(f"{what}: missing column(s) {', '.join(missing)}; nothing written")
 
 
+def _on_rows(keys: pl.DataFrame, df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """``df``'s ``cols`` on the rows of ``keys``: taken as they are when ``df`` has the same
+    (session, symbol) rows in the same order (what the factor functions return for the same
+    panel), else by a left join (missing rows → null)."""
+    same = (
+        df.height == keys.height
+        and df["session"].equals(keys["session"])
+        and df["symbol"].equals(keys["symbol"])
+    )
+    if same:
+        return df.select(cols)
+    return (
+        keys.select("session", "symbol")
+        .join(df.select("session", "symbol", *cols), on=["session", "symbol"], how="left",
+              maintain_order="left")
+        .select(cols)
+    )  # fmt: skip
+
+
 def zscored_factors(
     chip_df: pl.DataFrame,
     sentiment_df: pl.DataFrame,
     value_df: pl.DataFrame,
     panel: pl.DataFrame,
     settings: FactorSettings | None = None,
+    *,
+    layout: Grid | None = None,
 ) -> pl.DataFrame:
-    """Rows of ``polars_schema(models.ZscoredFactors)``, one per ``panel`` row.
+    """Rows of ``polars_schema(models.ZscoredFactors)``, one per ``panel`` row (panel order).
 
     All frames hold the same consecutive sessions (history included when
     ``settings.zscore_method == "time_series"``); factor rows missing for a panel row count as
-    no value.
+    no value. ``layout``: the panel's ``Grid`` when the caller already has it.
     """
     settings = settings or FactorSettings()
     _require(panel, ["session", "symbol", "industry"], "aligned_panel")
+    keys = panel.select("session", "symbol", "industry")
+    g = layout or Grid.of(keys, what="zscored_factors input")
     inputs = {"chip": chip_df, "sentiment": sentiment_df, "value": value_df}
-    keys = panel.select("session", "symbol", "industry").sort("session", "symbol")
+    extra = {"chip": ["warmup"], "sentiment": ["warmup", "abnormal_move"], "value": []}
     frames = {}
     for family, df in inputs.items():
-        comps = list(FAMILIES[family][1])
-        extra = {"chip": ["warmup"], "sentiment": ["warmup", "abnormal_move"], "value": []}
-        _require(df, ["session", "symbol", *comps, *extra[family]], f"{family}_factors")
-        frames[family] = keys.join(
-            df.select("session", "symbol", *comps, *extra[family]).rename(
-                {c: f"{family}:{c}" for c in (*comps, *extra[family])}
-            ),
-            on=["session", "symbol"],
-            how="left",
-        )
-    g = Grid.of(keys, what="zscored_factors input")
-    industry_codes = g.dense(
-        keys["industry"].cast(pl.Categorical).to_physical().cast(pl.Float64), fill=0
-    ).astype(np.int64)
+        cols = [*FAMILIES[family][1], *extra[family]]
+        _require(df, ["session", "symbol", *cols], f"{family}_factors")
+        frames[family] = _on_rows(keys, df, cols)
+    industry = keys["industry"].fill_null("")
+    codes = industry.cast(pl.Categorical).to_physical().cast(pl.Int64).to_numpy()
+    industry_codes = np.zeros(g.shape, dtype=np.int64)
+    industry_codes.ravel()[g.flat] = codes
 
     z: dict[str, np.ndarray] = {}
     composites: dict[str, np.ndarray] = {}
     noise_count = np.zeros(g.shape, dtype=np.int64)
     for family, (fcol, weights, neutral) in FAMILIES.items():
         df = frames[family]
-        zs = {}
-        for comp in weights:
-            x = g.dense(df[f"{family}:{comp}"])
-            zs[comp] = standardize.standardize(x, settings, groups=industry_codes, neutral=neutral)
+        zs = {
+            comp: standardize.standardize(
+                g.dense(df[comp]), settings, groups=industry_codes, neutral=neutral
+            )
+            for comp in weights
+        }
         if family == "sentiment":
-            abnormal = g.dense(df["sentiment:abnormal_move"].cast(pl.Float64), fill=0) > 0
+            abnormal = g.dense(df["abnormal_move"].cast(pl.Float64), fill=0) > 0
             for comp in sentiment.NOISE_FILTERED:
                 mask = sentiment.noise_mask(zs[comp], abnormal, settings.noise_extreme_z)
                 noise_count += mask
-                zs[comp] = np.where(mask, 0.0, zs[comp])
+                zs[comp][mask] = 0.0
         raw = standardize.combine(zs, weights)
         composites[fcol] = standardize.standardize(
             raw, settings, groups=industry_codes, neutral=neutral
@@ -92,7 +110,7 @@ def zscored_factors(
 
     warm = np.zeros(g.shape, dtype=bool)
     for family in ("chip", "sentiment"):
-        warm |= g.dense(frames[family][f"{family}:warmup"].cast(pl.Float64), fill=1) > 0
+        warm |= g.dense(frames[family]["warmup"].cast(pl.Float64), fill=1) > 0
 
     def col(a: np.ndarray) -> pl.Series:
         return pl.Series(g.rows(a), dtype=pl.Float64).fill_nan(None)

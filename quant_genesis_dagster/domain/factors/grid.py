@@ -14,6 +14,7 @@ Sessions are grid rows: the frame must cover consecutive XTAI sessions (a hole w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -22,7 +23,7 @@ from quant_genesis_dagster.domain import calendar
 from quant_genesis_dagster.errors import QGError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Grid:
     """The (session, symbol) layout of a long frame sorted by session then symbol."""
 
@@ -75,24 +76,29 @@ class Grid:
     def shape(self) -> tuple[int, int]:
         return self.sessions.size, self.symbols.size
 
+    @cached_property
+    def flat(self) -> np.ndarray:
+        """(rows,) position of each row in the raveled (T, N) grid."""
+        return self.t * self.symbols.size + self.s
+
     def dense(self, values, fill: float = np.nan) -> np.ndarray:
         """(T, N) float64 array of ``values`` (one per row); ``fill`` where a pair has no row.
         Nulls become NaN."""
         if isinstance(values, pl.Series):
             values = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
         out = np.full(self.shape, fill, dtype=np.float64)
-        out[self.t, self.s] = np.asarray(values, dtype=np.float64)
+        out.ravel()[self.flat] = np.asarray(values, dtype=np.float64)
         return out
 
     def present(self) -> np.ndarray:
         """(T, N) bool: the pair has a row."""
         out = np.zeros(self.shape, dtype=bool)
-        out[self.t, self.s] = True
+        out.ravel()[self.flat] = True
         return out
 
     def rows(self, grid: np.ndarray) -> np.ndarray:
         """Gather a (T, N) array back onto the rows."""
-        return grid[self.t, self.s]
+        return grid.reshape(-1).take(self.flat)
 
     def market(self, values, *, what: str = "market series") -> np.ndarray:
         """(T,) array of a per-session value repeated on every row of the session (first row

@@ -288,7 +288,11 @@ def _news_grid(g: grid.Grid, news_daily: pl.DataFrame) -> tuple[np.ndarray, np.n
 
 
 def sentiment_factors(
-    panel: pl.DataFrame, news_daily: pl.DataFrame, settings: FactorSettings | None = None
+    panel: pl.DataFrame,
+    news_daily: pl.DataFrame,
+    settings: FactorSettings | None = None,
+    *,
+    layout: grid.Grid | None = None,
 ) -> pl.DataFrame:
     """F_S components, one row per panel row (same order).
 
@@ -318,7 +322,7 @@ def sentiment_factors(
     _require(panel, ("session", "symbol", *PANEL_COLUMNS), "panel")
     if panel.height == 0:
         return pl.DataFrame(schema=OUTPUT_SCHEMA)
-    g = grid.Grid.of(panel)
+    g = layout or grid.Grid.of(panel)
     mw = settings.move_window
     half = _half(mw)
 

@@ -47,6 +47,7 @@ def winsorize(x: np.ndarray, pct: float) -> np.ndarray:
     s = np.sort(x, axis=1)  # NaN sorts last
     lo = _row_quantile(s, counts, pct)
     hi = _row_quantile(s, counts, 1 - pct)
+    del s
     with np.errstate(invalid="ignore"):
         return np.clip(x, lo[:, None], hi[:, None])
 
@@ -56,14 +57,16 @@ def zscore_rows(x: np.ndarray, min_names: int) -> np.ndarray:
     a row without dispersion is 0 (no information, not infinity)."""
     valid = ~np.isnan(x)
     n = valid.sum(axis=1)
-    vals = np.where(valid, x, 0.0)
+    work = np.where(valid, x, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = vals.sum(axis=1) / n
-        dev = np.where(valid, x - mean[:, None], 0.0)
-        std = np.sqrt((dev * dev).sum(axis=1) / (n - 1))
-        z = (x - mean[:, None]) / std[:, None]
-    z = np.where((std > 1e-12 * np.maximum(np.abs(mean), 1.0))[:, None], z, 0.0)
-    z[~valid] = np.nan
+        mean = work.sum(axis=1) / n
+        z = x - mean[:, None]  # NaN stays NaN
+        np.copyto(work, z, where=valid)
+        std = np.sqrt(np.einsum("ij,ij->i", work, work) / (n - 1))
+        z /= std[:, None]
+    flat = ~(std > 1e-12 * np.maximum(np.abs(mean), 1.0))
+    if flat.any():
+        z[flat] = np.where(valid[flat], 0.0, np.nan)
     z[n < min_names] = np.nan
     return z
 
@@ -139,10 +142,14 @@ def combine(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     shape = next(iter(z.values())).shape
     num = np.zeros(shape)
     den = np.zeros(shape)
+    term = np.empty(shape)
     for name, w in weights.items():
         v = z[name]
         ok = ~np.isnan(v)
-        num += np.where(ok, w * v, 0.0)
-        den += np.where(ok, abs(w), 0.0)
+        np.multiply(v, w, out=term)
+        np.add(num, term, out=num, where=ok)
+        np.add(den, abs(w), out=den, where=ok)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
+        num /= den
+    num[den == 0] = np.nan
+    return num

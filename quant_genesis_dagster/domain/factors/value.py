@@ -104,7 +104,9 @@ def leverage_filter(equity_multiplier: pl.Expr | np.ndarray, max_multiplier: flo
         return np.isfinite(em) & (em <= max_multiplier)
 
 
-def value_factors(panel: pl.DataFrame, settings: FactorSettings | None = None) -> pl.DataFrame:
+def value_factors(
+    panel: pl.DataFrame, settings: FactorSettings | None = None, *, layout: grid.Grid | None = None
+) -> pl.DataFrame:
     """F_D components, one row per panel row (same order); all ratios Float64 fractions.
 
     ``panel``: aligned-panel rows over consecutive sessions (``PANEL_COLUMNS`` plus session and
@@ -125,7 +127,7 @@ def value_factors(panel: pl.DataFrame, settings: FactorSettings | None = None) -
             )
     if panel.height == 0:
         return pl.DataFrame(schema=OUTPUT_SCHEMA)
-    g = grid.Grid.of(panel)
+    g = layout or grid.Grid.of(panel)
     rev, ni, pbt = _f("revenue_ttm"), _f("net_income_ttm"), _f("pretax_income_ttm")
     assets, equity = _f("total_assets"), _f("total_equity")
     ebit = pbt + _f("interest_expense_ttm")
