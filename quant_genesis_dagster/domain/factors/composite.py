@@ -113,7 +113,7 @@ def zscored_factors(
         warm |= g.dense(frames[family]["warmup"].cast(pl.Float64), fill=1) > 0
 
     def col(a: np.ndarray) -> pl.Series:
-        return pl.Series(g.rows(a), dtype=pl.Float64).fill_nan(None)
+        return pl.Series(g.rows(a), dtype=pl.Float64, nan_to_null=True)
 
     out = keys.with_columns(
         **{f"z_{c}": col(a) for c, a in z.items()},

@@ -85,7 +85,8 @@ class Grid:
         """(T, N) float64 array of ``values`` (one per row); ``fill`` where a pair has no row.
         Nulls become NaN."""
         if isinstance(values, pl.Series):
-            values = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+            # a Float64 series converts its nulls to NaN by itself (one pass, no copy if none)
+            values = (values if values.dtype == pl.Float64 else values.cast(pl.Float64)).to_numpy()
         out = np.full(self.shape, fill, dtype=np.float64)
         out.ravel()[self.flat] = np.asarray(values, dtype=np.float64)
         return out
@@ -136,7 +137,7 @@ def rolling_sum(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 def rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
     """Number of True over the last ``window`` rows (exact: integer cumulative sums)."""
-    c = np.cumsum(mask, axis=0, dtype=np.int64)
+    c = np.cumsum(mask, axis=0, dtype=np.int32)  # counts never exceed the session count
     out = c.copy()
     out[window:] -= c[:-window]
     return out

@@ -161,10 +161,9 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _series(name: str, values: np.ndarray, dtype=pl.Float64) -> pl.Series:
-    s = pl.Series(name, values)
     if dtype == pl.Float64:
-        return s.cast(pl.Float64).fill_nan(None)
-    return s.cast(dtype)
+        return pl.Series(name, np.asarray(values, dtype=np.float64), nan_to_null=True)
+    return pl.Series(name, values).cast(dtype)
 
 
 def noise_mask(z: np.ndarray, abnormal: np.ndarray, extreme_z: float) -> np.ndarray:

@@ -151,7 +151,7 @@ def value_factors(
 
     def trend(col: str) -> pl.Series:
         x = g.dense(ratios[col])
-        return pl.Series(col, g.rows(x - grid.lag(x, k))).fill_nan(None)
+        return pl.Series(col, g.rows(x - grid.lag(x, k)), nan_to_null=True)
 
     roe_trend, margin_trend = trend("roe"), trend("net_margin")
     return pl.DataFrame(
