@@ -67,3 +67,17 @@ def sample_data(
         truth=m.truth(start, end),
         market=m,
     )
+
+
+def daily_spearman(
+    df: pl.DataFrame, column: str, truth: str, min_names: int = 10
+) -> tuple[float, int]:
+    """Mean over sessions of the cross-sectional Spearman correlation between ``column`` and
+    ``truth`` (sessions with at least ``min_names`` values), and the number of sessions."""
+    daily = (
+        df.filter(pl.col(column).is_not_null() & pl.col(truth).is_not_null())
+        .group_by("session")
+        .agg(rho=pl.corr(column, truth, method="spearman"), n=pl.len())
+        .filter(pl.col("n") >= min_names)
+    )
+    return float(daily["rho"].mean()), daily.height

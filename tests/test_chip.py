@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sample_data import sample_data
+from sample_data import daily_spearman, sample_data
 
 from quant_genesis_dagster.domain import calendar, cleaning
 from quant_genesis_dagster.domain.factors import chip
@@ -466,13 +466,7 @@ def test_truncation_and_perturbation(sample):
 
 
 def _mean_spearman(df: pl.DataFrame, col: str) -> float:
-    daily = (
-        df.filter(pl.col(col).is_not_null())
-        .group_by("session")
-        .agg(rho=pl.corr(col, "chip", method="spearman"), n=pl.len())
-        .filter(pl.col("n") >= 20)
-    )
-    return float(daily["rho"].mean())
+    return daily_spearman(df, col, "chip", min_names=20)[0]
 
 
 def test_net_ratio_carries_the_planted_chip_exposure(sample):

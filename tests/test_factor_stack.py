@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sample_data import sample_data
+from sample_data import daily_spearman, sample_data
 
 from quant_genesis_dagster.domain import calendar, cleaning, model
 from quant_genesis_dagster.domain.factors import chip, composite, news, sentiment, value
@@ -42,15 +42,6 @@ def full(data):
     return stack(data.panel, data.raw["broker_flows"], data.raw["news"])
 
 
-def _daily_spearman(df: pl.DataFrame, a: str, b: str) -> float:
-    return (
-        df.drop_nulls([a, b])
-        .group_by("session")
-        .agg(pl.corr(a, b, method="spearman").alias("r"))["r"]
-        .mean()
-    )
-
-
 # Planted-truth recovery: mean daily cross-sectional Spearman correlation of each composite with
 # its true exposure, on sessions after the LAC warm-up. Measured (seed 7): F_C 0.55, F_S 0.93,
 # F_D 0.70. Thresholds are the measured values minus ~0.1, so a real regression (a wrong sign,
@@ -69,7 +60,7 @@ def test_each_composite_recovers_its_planted_exposure(data, full, column):
         .filter(pl.col("session") >= after_warmup)
         .join(data.truth.exposures, on=["session", "symbol"])
     )
-    rho = _daily_spearman(j, column, truth)
+    rho = daily_spearman(j, column, truth)[0]
     assert rho > threshold, f"{column} vs planted {truth}: {rho:.3f}"
 
 
@@ -77,7 +68,7 @@ def test_the_combined_score_predicts_next_session_returns(data, full):
     """Positive mean daily rank IC of the default score with the realized next-session return
     (measured 0.033 on this sample; the planted loadings give ICs of roughly 0.03-0.10)."""
     j = full["predictions"].join(data.truth.forward_returns, on=["session", "symbol"])
-    assert _daily_spearman(j, "score", "ret_next") > 0.01
+    assert daily_spearman(j, "score", "ret_next")[0] > 0.01
 
 
 def test_zscores_have_per_day_moments_and_no_infinities(full):

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sample_data import sample_data
+from sample_data import daily_spearman, sample_data
 
 from quant_genesis_dagster.domain import calendar
 from quant_genesis_dagster.domain.factors import sentiment
@@ -411,14 +411,8 @@ def test_components_track_planted_sentiment() -> None:
     out = sentiment_factors(d.panel, news).join(d.truth.exposures, on=["session", "symbol"])
     out = out.filter(~pl.col("warmup"))
     for col, threshold in THRESHOLDS.items():
-        daily = (
-            out.filter(pl.col(col).is_not_null())
-            .group_by("session")
-            .agg(rho=pl.corr(col, "sentiment", method="spearman"), n=pl.len())
-            .filter(pl.col("n") >= 10)
-        )
-        rho = daily["rho"].mean()
-        assert daily.height > 300, col
+        rho, sessions = daily_spearman(out, col, "sentiment")
+        assert sessions > 300, col
         if threshold < 0:
             assert rho < threshold, (col, rho)
         else:

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sample_data import sample_data
+from sample_data import daily_spearman, sample_data
 
 from quant_genesis_dagster.domain import calendar
 from quant_genesis_dagster.domain.factors import value
@@ -188,14 +188,8 @@ def test_components_track_planted_value() -> None:
     d = sample_data()
     out = value_factors(d.panel).join(d.truth.exposures, on=["session", "symbol"])
     for col, threshold in THRESHOLDS.items():
-        daily = (
-            out.filter(pl.col(col).is_not_null())
-            .group_by("session")
-            .agg(rho=pl.corr(col, "value", method="spearman"), n=pl.len())
-            .filter(pl.col("n") >= 10)
-        )
-        rho = daily["rho"].mean()
-        assert daily.height >= 240, col
+        rho, sessions = daily_spearman(out, col, "value")
+        assert sessions >= 240, col
         assert rho > threshold, (col, rho)
         assert math.copysign(1, COMPONENTS[col]) == math.copysign(1, rho), col
     assert set(COMPONENTS) <= set(models.Z_COMPONENTS["value"])
