@@ -14,6 +14,7 @@ from sample_data import daily_spearman, sample_data
 from quant_genesis_dagster.domain import calendar, cleaning, model
 from quant_genesis_dagster.domain.factors import chip, composite, news, sentiment, value
 from quant_genesis_dagster.domain.params import DEFAULTS, FactorSettings
+from quant_genesis_dagster.domain.warehouse import models
 
 SETTINGS = FactorSettings()
 VERSION = "quant_genesis_params/v1"
@@ -69,6 +70,11 @@ def test_the_combined_score_predicts_next_session_returns(data, full):
     (measured 0.033 on this sample; the planted loadings give ICs of roughly 0.03-0.10)."""
     j = full["predictions"].join(data.truth.forward_returns, on=["session", "symbol"])
     assert daily_spearman(j, "score", "ret_next")[0] > 0.01
+
+
+def test_the_zscored_table_holds_exactly_the_weighted_components():
+    for family, (_, weights, _) in composite.FAMILIES.items():
+        assert set(weights) == set(models.Z_COMPONENTS[family]), family
 
 
 def test_zscores_have_per_day_moments_and_no_infinities(full):

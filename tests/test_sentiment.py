@@ -332,7 +332,7 @@ def test_noise_mask_by_hand() -> None:
         [False, True, True],
     )
     assert set(NOISE_FILTERED) <= set(COMPONENTS)
-    assert set(COMPONENTS) <= set(models.Z_COMPONENTS["sentiment"])
+    assert set(COMPONENTS) == set(models.Z_COMPONENTS["sentiment"])
 
 
 # ------------------------------------------------------------------------------ point in time

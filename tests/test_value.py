@@ -192,5 +192,5 @@ def test_components_track_planted_value() -> None:
         assert sessions >= 240, col
         assert rho > threshold, (col, rho)
         assert math.copysign(1, COMPONENTS[col]) == math.copysign(1, rho), col
-    assert set(COMPONENTS) <= set(models.Z_COMPONENTS["value"])
+    assert set(COMPONENTS) == set(models.Z_COMPONENTS["value"])
     assert value.INDUSTRY_NEUTRAL is True

@@ -69,21 +69,28 @@ def predict(
     if not param_version:
         raise QGError("predictions: no parameter version id; read the champion first")
     b_c, b_s, b_d = params.betas
-    df = zscored.select(need).join(us.select("session", "us_move"), on="session", how="left")
-    score = (
-        b_c * pl.col("f_c").fill_null(0.0)
-        + b_s * pl.col("f_s").fill_null(0.0)
-        + b_d * pl.col("f_d").fill_null(0.0)
+    # the session's US move onto each row by a per-session lookup (no copy of the whole frame)
+    moves = us.select("session", "us_move").unique("session", keep="first")
+    move = zscored["session"].replace_strict(
+        moves["session"], moves["us_move"], default=None, return_dtype=pl.Float64
     )
-    df = df.with_columns(score=score)
-    adjust, scale = cross_market_adjustment(df["us_move"].to_numpy(), params)
-    df = df.with_columns(us_adjust=pl.Series(adjust), position_scale=pl.Series(scale))
-    base = pl.col("score") * params.return_per_score + params.alpha
-    df = df.with_columns(
-        **{f"r_pred_{h}d": base * h + pl.col("us_adjust") for h in HORIZONS},
+    adjust, scale = cross_market_adjustment(move.to_numpy(), params)
+
+    def composite(name: str) -> np.ndarray:
+        return zscored[name].cast(pl.Float64).fill_null(0.0).to_numpy()
+
+    score = b_c * composite("f_c") + b_s * composite("f_s") + b_d * composite("f_d")
+    base = score * params.return_per_score + params.alpha
+    out = zscored.select("session", "symbol", "f_c", "f_s", "f_d").with_columns(
+        score=pl.Series(score),
+        **{f"r_pred_{h}d": pl.Series(base * h + adjust) for h in HORIZONS},
+        us_move=move,
+        us_adjust=pl.Series(adjust),
+        position_scale=pl.Series(scale),
+        warmup=zscored["warmup"],
         param_version=pl.lit(param_version),
     )
-    return df.select(list(PREDICTIONS_SCHEMA)).cast(dict(PREDICTIONS_SCHEMA))
+    return out.select(list(PREDICTIONS_SCHEMA)).cast(dict(PREDICTIONS_SCHEMA))
 
 
 def check_param_versions(pred: pl.DataFrame) -> tuple[bool, dict]:

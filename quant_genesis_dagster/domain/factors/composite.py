@@ -134,9 +134,6 @@ def zscored_factors(
         noise_filtered=pl.Series(g.rows(noise_count), dtype=pl.Int32),
         warmup=pl.Series(g.rows(warm), dtype=pl.Boolean),
     )
-    for name, dtype in ZSCORED_SCHEMA.items():
-        if name not in out.columns:  # a z column of a component no family uses today
-            out = out.with_columns(pl.lit(None, dtype=dtype).alias(name))
     return out.select(list(ZSCORED_SCHEMA)).cast(dict(ZSCORED_SCHEMA))
 
 

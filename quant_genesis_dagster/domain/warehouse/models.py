@@ -428,19 +428,10 @@ class ValueFactors(Base):
     has_fundamentals: Mapped[bool] = mapped_column(Boolean)
 
 
-#: Component columns z-scored in zscored_factors (``z_<name>``), by family.
+#: Component columns z-scored in zscored_factors (``z_<name>``), by family: the weighted
+#: components of each composite (``COMPONENTS`` of the factor modules; a test keeps them equal).
 Z_COMPONENTS: dict[str, tuple[str, ...]] = {
-    "chip": (
-        "lac_dist",
-        "consec_buy_days",
-        "net_ratio_20d",
-        "broker_concentration_20d",
-        "tier_ratio_20d",
-        "rcnc_close_dev",
-        "rcnc_vol",
-        "sweep_ratio",
-        "liquidity_pressure",
-    ),
+    "chip": ("net_ratio_20d", "consec_buy_days"),
     "sentiment": (
         "news_sentiment",
         "margin_crowding",
@@ -448,7 +439,7 @@ Z_COMPONENTS: dict[str, tuple[str, ...]] = {
         "short_change",
         "short_ratio",
     ),
-    "value": ("net_margin", "asset_turnover", "roe", "roe_trend", "margin_trend"),
+    "value": ("net_margin", "roe", "roe_trend", "margin_trend"),
 }
 
 
@@ -460,22 +451,14 @@ class ZscoredFactors(Base):
     session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
     industry: Mapped[str] = mapped_column(String(64))
-    z_lac_dist: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_consec_buy_days: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_net_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_broker_concentration_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_tier_ratio_20d: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_rcnc_close_dev: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_rcnc_vol: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_sweep_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_liquidity_pressure: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_news_sentiment: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_margin_crowding: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_margin_change: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_short_change: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_short_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_net_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
-    z_asset_turnover: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_roe: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_roe_trend: Mapped[float | None] = mapped_column(Float, nullable=True)
     z_margin_trend: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -3,7 +3,7 @@ chip_factors, sentiment_factors, value_factors, zscored_factors, predictions, si
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-01 07:00:20.642286
+Create Date: 2026-12-01 08:28:17.176338
 """
 
 from __future__ import annotations
@@ -147,22 +147,14 @@ def upgrade() -> None:
         sa.Column("session", sa.Date(), nullable=False),
         sa.Column("symbol", sa.String(length=16), nullable=False),
         sa.Column("industry", sa.String(length=64), nullable=False),
-        sa.Column("z_lac_dist", sa.Float(), nullable=True),
         sa.Column("z_consec_buy_days", sa.Float(), nullable=True),
         sa.Column("z_net_ratio_20d", sa.Float(), nullable=True),
-        sa.Column("z_broker_concentration_20d", sa.Float(), nullable=True),
-        sa.Column("z_tier_ratio_20d", sa.Float(), nullable=True),
-        sa.Column("z_rcnc_close_dev", sa.Float(), nullable=True),
-        sa.Column("z_rcnc_vol", sa.Float(), nullable=True),
-        sa.Column("z_sweep_ratio", sa.Float(), nullable=True),
-        sa.Column("z_liquidity_pressure", sa.Float(), nullable=True),
         sa.Column("z_news_sentiment", sa.Float(), nullable=True),
         sa.Column("z_margin_crowding", sa.Float(), nullable=True),
         sa.Column("z_margin_change", sa.Float(), nullable=True),
         sa.Column("z_short_change", sa.Float(), nullable=True),
         sa.Column("z_short_ratio", sa.Float(), nullable=True),
         sa.Column("z_net_margin", sa.Float(), nullable=True),
-        sa.Column("z_asset_turnover", sa.Float(), nullable=True),
         sa.Column("z_roe", sa.Float(), nullable=True),
         sa.Column("z_roe_trend", sa.Float(), nullable=True),
         sa.Column("z_margin_trend", sa.Float(), nullable=True),
