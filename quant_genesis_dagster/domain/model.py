@@ -46,9 +46,10 @@ def us_move(panel: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in US_MOVE_COLUMNS if c not in panel.columns]
     if missing:
         raise QGError(f"aligned_panel: missing column(s) {', '.join(missing)} for the US move")
+    # the proxies are per-session values repeated on every row: the first row of each session
     return (
-        panel.group_by("session")
-        .agg(pl.col(c).first() for c in US_MOVE_COLUMNS)
+        panel.select("session", *US_MOVE_COLUMNS)
+        .filter(pl.col("session").is_first_distinct())
         .select("session", pl.mean_horizontal(*US_MOVE_COLUMNS).alias("us_move"))
         .sort("session")
     )
@@ -75,15 +76,18 @@ def predict(
         moves["session"], moves["us_move"], default=None, return_dtype=pl.Float64
     )
     adjust, scale = cross_market_adjustment(move.to_numpy(), params)
-
-    def composite(name: str) -> np.ndarray:
-        return zscored[name].cast(pl.Float64).fill_null(0.0).to_numpy()
-
-    score = b_c * composite("f_c") + b_s * composite("f_s") + b_d * composite("f_d")
+    # the score in place, one composite at a time (a missing composite is neutral: 0)
+    score = np.zeros(zscored.height)
+    for name, beta in (("f_c", b_c), ("f_s", b_s), ("f_d", b_d)):
+        f = zscored[name].cast(pl.Float64).to_numpy()
+        score += beta * np.where(np.isnan(f), 0.0, f)
+    columns = {"score": pl.Series(score)}
     base = score * params.return_per_score + params.alpha
+    for h in HORIZONS:
+        columns[f"r_pred_{h}d"] = pl.Series(base * h + adjust)
+    del base
     out = zscored.select("session", "symbol", "f_c", "f_s", "f_d").with_columns(
-        score=pl.Series(score),
-        **{f"r_pred_{h}d": pl.Series(base * h + adjust) for h in HORIZONS},
+        **columns,
         us_move=move,
         us_adjust=pl.Series(adjust),
         position_scale=pl.Series(scale),

@@ -120,19 +120,20 @@ def zscored_factors(
             for f, a in zip(families, pool.map(composite_of, families), strict=True)
         }
     z = {comp: a for (_, comp), a in done.items()}
-
-    warm = np.zeros(g.shape, dtype=bool)
-    for family in ("chip", "sentiment"):
-        warm |= g.dense(frames[family]["warmup"].cast(pl.Float64), fill=1) > 0
+    done.clear()
 
     def col(a: np.ndarray) -> pl.Series:
         return pl.Series(g.rows(a), dtype=pl.Float64, nan_to_null=True)
 
+    # gather each array onto the rows and let it go: the dense arrays never all coexist with
+    # their row copies (the peak memory of a full-history run)
+    columns = {f"z_{c}": col(z.pop(c)) for c in list(z)}
+    columns |= {c: col(composites.pop(c)) for c in list(composites)}
+    warm = frames["chip"]["warmup"].fill_null(True) | frames["sentiment"]["warmup"].fill_null(True)
     out = keys.with_columns(
-        **{f"z_{c}": col(a) for c, a in z.items()},
-        **{c: col(a) for c, a in composites.items()},
+        **columns,
         noise_filtered=pl.Series(g.rows(noise_count), dtype=pl.Int32),
-        warmup=pl.Series(g.rows(warm), dtype=pl.Boolean),
+        warmup=warm,
     )
     return out.select(list(ZSCORED_SCHEMA)).cast(dict(ZSCORED_SCHEMA))
 
