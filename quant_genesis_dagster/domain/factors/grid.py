@@ -115,24 +115,40 @@ class Grid:
         return out
 
 
+def _shift_add(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """a + b shifted down by k rows (rows before the first count as 0)."""
+    out = a.copy()
+    if k < a.shape[0]:
+        out[k:] += b[: a.shape[0] - k]
+    return out
+
+
 def rolling_sum(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the non-NaN values over the last ``window`` rows (the row included).
 
-    Float sums are accumulated oldest → newest with one vectorized add per lag, so a row's sum
-    depends only on its window's values (bit-identical whatever the frame's first row). Rows
-    whose window reaches before the first row simply see fewer values (their count says so).
+    Summed by doubling — sums over 1, 2, 4, … rows, then the window's binary decomposition
+    (20 = 16 + 4: the last 16 rows plus the 4 before them) — so each row's sum is a fixed tree
+    over its own window's values: bit-identical whatever the frame's first row, and
+    O(log window) passes over the data. Rows whose window reaches before the first row see
+    fewer values (their count says so).
     """
     if window < 1:
         raise QGError(f"rolling window={window}; use 1 or more sessions")
     valid = ~np.isnan(x)
-    vals = np.where(valid, x, 0.0)
-    n = x.shape[0]
-    acc = np.zeros_like(vals)
-    for lag in range(window - 1, -1, -1):  # oldest first
-        if lag >= n:
-            continue
-        acc[lag:] += vals[: n - lag]
-    return acc, rolling_count(valid, window)
+    powers = [np.where(valid, x, 0.0)]  # powers[k]: sum over the last 2**k rows
+    while 2 ** len(powers) <= window:
+        k = 2 ** (len(powers) - 1)
+        powers.append(_shift_add(powers[-1], powers[-1], k))
+    total, offset = None, 0
+    for k in range(len(powers) - 1, -1, -1):  # largest block first, ending at the row itself
+        if window & (1 << k):
+            if total is None:
+                total = powers[k].copy() if k == 0 else powers[k]
+            else:
+                total = _shift_add(total, powers[k], offset)
+            offset += 1 << k
+    assert total is not None
+    return total, rolling_count(valid, window)
 
 
 def rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
