@@ -13,6 +13,7 @@ Sessions are grid rows: the frame must cover consecutive XTAI sessions (a hole w
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -115,6 +116,38 @@ class Grid:
         return out
 
 
+#: Symbols per block in the rolling helpers. A window takes several passes over its array; on a
+#: (sessions × 64) block (≈1.3 MB of float64 over ten years) they run in cache instead of
+#: streaming the whole (T, N) array through memory each time: ≈2× on the full market, and
+#: every column's arithmetic is unchanged (bit-identical results).
+BLOCK_SYMBOLS = 64
+
+
+def by_symbol_blocks(fn):
+    """Apply a column-wise ``fn(x, ...)`` (the result of each column depends on that column
+    only) to blocks of ``BLOCK_SYMBOLS`` columns of a (T, N) array and assemble the results
+    (an array or a tuple of arrays, shaped like ``x``). 1-d and narrow inputs go straight
+    through."""
+
+    @functools.wraps(fn)
+    def blocked(x, *args, **kwargs):
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] <= BLOCK_SYMBOLS:
+            return fn(x, *args, **kwargs)
+        out = None
+        for j in range(0, x.shape[1], BLOCK_SYMBOLS):
+            part = fn(np.ascontiguousarray(x[:, j : j + BLOCK_SYMBOLS]), *args, **kwargs)
+            parts = part if isinstance(part, tuple) else (part,)
+            if out is None:
+                out = tuple(np.empty(x.shape, dtype=p.dtype) for p in parts)
+            for o, p in zip(out, parts, strict=True):
+                o[:, j : j + BLOCK_SYMBOLS] = p
+        assert out is not None
+        return out if isinstance(part, tuple) else out[0]
+
+    return blocked
+
+
 def _shift_add(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     """a + b shifted down by k rows (rows before the first count as 0)."""
     out = a.copy()
@@ -123,6 +156,7 @@ def _shift_add(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@by_symbol_blocks
 def rolling_sum(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the non-NaN values over the last ``window`` rows (the row included).
 
@@ -151,6 +185,7 @@ def rolling_sum(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return total, rolling_count(valid, window)
 
 
+@by_symbol_blocks
 def rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
     """Number of True over the last ``window`` rows (exact: integer cumulative sums)."""
     c = np.cumsum(mask, axis=0, dtype=np.int32)  # counts never exceed the session count
@@ -159,6 +194,7 @@ def rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+@by_symbol_blocks
 def rolling_int_sum(x: np.ndarray, window: int) -> np.ndarray:
     """Exact rolling sum of int64 values (cumulative-sum difference; integers are associative,
     so long windows cost one pass and stay start-independent)."""
@@ -168,6 +204,7 @@ def rolling_int_sum(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+@by_symbol_blocks
 def rolling_mean(x: np.ndarray, window: int, min_count: int | None = None) -> np.ndarray:
     """Mean of the non-NaN values over the last ``window`` rows; NaN below ``min_count``
     values (default: the whole window)."""
@@ -177,6 +214,7 @@ def rolling_mean(x: np.ndarray, window: int, min_count: int | None = None) -> np
         return np.where(count >= need, total / np.maximum(count, 1), np.nan)
 
 
+@by_symbol_blocks
 def rolling_std(x: np.ndarray, window: int, min_count: int | None = None) -> np.ndarray:
     """Sample standard deviation (ddof=1) over the last ``window`` rows from the rolling sums of
     x and x² (start-independent like ``rolling_sum``), NaN below ``min_count`` values."""
@@ -196,6 +234,7 @@ def lag(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@by_symbol_blocks
 def streak(mask: np.ndarray, cap: int) -> np.ndarray:
     """Consecutive True rows ending at each row, capped at ``cap`` (int64). With at least ``cap``
     rows of history the value is exact whatever the frame's first row."""
