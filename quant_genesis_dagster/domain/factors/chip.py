@@ -479,7 +479,21 @@ def chip_factors(
     *,
     layout: g.Grid | None = None,
 ) -> pl.DataFrame:
-    """The chip components per panel row (``CHIP_SCHEMA``, panel row order).
+    """The chip components per panel row (``CHIP_SCHEMA``, panel row order); the rows of
+    ``chip_components`` (see there for the definitions)."""
+    return chip_components(flows, panel, eod, settings, layout=layout).frame()
+
+
+def chip_components(
+    flows: pl.DataFrame,
+    panel: pl.DataFrame,
+    eod: pl.DataFrame | None = None,
+    settings: FactorSettings = DEFAULT_SETTINGS,
+    *,
+    layout: g.Grid | None = None,
+) -> g.Components:
+    """The chip components on the panel's grid (``CHIP_SCHEMA`` columns; ``frame()`` gives the
+    rows in panel order).
 
     ``flows``: ``main_force_flows`` rows; ``panel``: aligned panel rows (``PANEL_PRICE_COLUMNS``)
     over consecutive sessions: the history the windows need plus the sessions wanted (the caller
@@ -567,26 +581,27 @@ def chip_factors(
     close = panel["close"].cast(pl.Float64).fill_nan(None)
     rcnc_dev = e.select(pl.when(close > 0).then(pl.col("rcnc_close") / close - 1.0)).to_series()
 
-    at = grid.rows
-    return pl.DataFrame(
-        [
-            keys["session"],
-            keys["symbol"],
-            rows["mf_net"],
-            rows["mf_source"],
-            _float("lac", at(lac)),
-            pl.Series("lac_status", at(status).astype(np.int8)).replace_strict(
-                dict(enumerate(_LAC_STATUSES)), return_dtype=pl.String
-            ),
-            _float("lac_dist", at(lac_dist)),
-            pl.Series("consec_buy_days", at(streak).astype(np.int32), dtype=pl.Int32),
-            _float("net_ratio_20d", at(net_ratio)),
-            _float("broker_concentration_20d", at(conc)),
-            _float("tier_ratio_20d", at(tier)),
-            rcnc_dev.alias("rcnc_close_dev"),
-            e["rcnc_vol"],
-            e["sweep_ratio"],
-            e["liquidity_pressure"],
-            pl.Series("warmup", at(~full), dtype=pl.Boolean),
-        ]
-    ).cast(dict(CHIP_SCHEMA))
+    return g.Components(
+        grid=grid,
+        keys=keys,
+        schema=CHIP_SCHEMA,
+        dense={
+            "lac": lac,
+            "lac_status": status,
+            "lac_dist": lac_dist,
+            "consec_buy_days": streak,
+            "net_ratio_20d": net_ratio,
+            "broker_concentration_20d": conc,
+            "tier_ratio_20d": tier,
+            "warmup": ~full,
+        },
+        row_columns={
+            "mf_net": rows["mf_net"],
+            "mf_source": rows["mf_source"],
+            "rcnc_close_dev": rcnc_dev,
+            "rcnc_vol": e["rcnc_vol"],
+            "sweep_ratio": e["sweep_ratio"],
+            "liquidity_pressure": e["liquidity_pressure"],
+        },
+        labels={"lac_status": _LAC_STATUSES},
+    )

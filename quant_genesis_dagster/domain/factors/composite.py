@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from quant_genesis_dagster.domain.factors import chip, sentiment, standardize, value
-from quant_genesis_dagster.domain.factors.grid import Grid
+from quant_genesis_dagster.domain.factors.grid import Components, Grid
 from quant_genesis_dagster.domain.params import FactorSettings
 from quant_genesis_dagster.domain.tables import polars_schema
 from quant_genesis_dagster.domain.warehouse import models
@@ -79,57 +79,143 @@ def zscored_factors(
     keys = panel.select("session", "symbol", "industry")
     g = layout or Grid.of(keys, what="zscored_factors input")
     inputs = {"chip": chip_df, "sentiment": sentiment_df, "value": value_df}
-    extra = {"chip": ["warmup"], "sentiment": ["warmup", "abnormal_move"], "value": []}
     frames = {}
     for family, df in inputs.items():
-        cols = [*FAMILIES[family][1], *extra[family]]
+        cols = [*FAMILIES[family][1], *_EXTRA[family]]
         _require(df, ["session", "symbol", *cols], f"{family}_factors")
         frames[family] = _on_rows(keys, df, cols)
-    industry = keys["industry"].fill_null("")
+    # a panel row without a factor row is in warm-up (the join left it null)
+    warm = frames["chip"]["warmup"].fill_null(True) | frames["sentiment"]["warmup"].fill_null(True)
+    abnormal = g.dense(frames["sentiment"]["abnormal_move"].cast(pl.Float64), fill=0) > 0
+    inputs = {
+        (family, comp): g.dense(frames[family][comp])  # NaN where a pair has no row
+        for family, (_, weights, _) in FAMILIES.items()
+        for comp in weights
+    }
+    return _zscored_rows(keys, g, inputs, None, abnormal, warm, settings)
+
+
+def zscored_from_components(
+    chip_c: Components,
+    sentiment_c: Components,
+    value_c: Components,
+    panel: pl.DataFrame,
+    settings: FactorSettings | None = None,
+    *,
+    industry_codes: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """``zscored_factors`` from the three families' ``Components`` on the panel's grid (the
+    in-memory stack: the component arrays go straight into the standardization).
+    ``industry_codes``: ``industry_grid(panel, grid)`` when the caller already has it."""
+    settings = settings or FactorSettings()
+    _require(panel, ["session", "symbol", "industry"], "aligned_panel")
+    keys = panel.select("session", "symbol", "industry")
+    parts = {"chip": chip_c, "sentiment": sentiment_c, "value": value_c}
+    g = chip_c.grid
+    for family, c in parts.items():
+        if c.grid is not g:
+            raise QGError(f"zscored_factors: {family} components are on another grid")
+    if g.t.size != keys.height:
+        raise QGError("zscored_factors: the panel is not the components' panel; pass the same rows")
+    warm = g.rows(chip_c.dense["warmup"] | sentiment_c.dense["warmup"])
+    abnormal = sentiment_c.dense["abnormal_move"].astype(bool)
+    inputs = {}
+    for family, (_, weights, _) in FAMILIES.items():
+        c = parts[family]
+        for comp in weights:
+            inputs[family, comp] = c.dense[comp] if comp in c.dense else c.array(comp)
+    # a window's value on a (session, symbol) without a panel row is not a value: the rows
+    # path never sees it, so neither may the standardization (masked block by block)
+    return _zscored_rows(
+        keys, g, inputs, g.missing_mask(), abnormal, pl.Series(warm), settings,
+        industry_codes=industry_codes,
+    )  # fmt: skip
+
+
+#: Columns besides the weighted components that the standardization reads per family.
+_EXTRA = {"chip": ["warmup"], "sentiment": ["warmup", "abnormal_move"], "value": []}
+#: Every column of the factor tables ``zscored_factors`` reads.
+INPUT_COLUMNS: dict[str, list[str]] = {
+    family: [*weights, *_EXTRA[family]] for family, (_, weights, _) in FAMILIES.items()
+}
+
+
+def industry_grid(panel: pl.DataFrame, g: Grid) -> np.ndarray:
+    """(T, N) int64 industry codes of the panel rows (a null industry is its own group)."""
+    industry = panel["industry"].fill_null("")
     codes = industry.cast(pl.Categorical).to_physical().cast(pl.Int64).to_numpy()
-    industry_codes = np.zeros(g.shape, dtype=np.int64)
-    industry_codes.ravel()[g.flat] = codes
+    out = np.zeros(g.shape, dtype=np.int64)
+    out.ravel()[g.flat] = codes
+    return out
 
-    def standardized(item: tuple[str, str]) -> np.ndarray:
-        family, comp = item
-        x = g.dense(frames[family][comp])
-        return standardize.standardize(
-            x, settings, groups=industry_codes, neutral=FAMILIES[family][2]
-        )
 
-    # Components are independent, and numpy releases the GIL in its array loops: standardize
-    # them on a small thread pool (same results in any order; ~1.9x on two cores).
-    items = [(family, comp) for family, (_, weights, _) in FAMILIES.items() for comp in weights]
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        done = dict(zip(items, pool.map(standardized, items), strict=True))
-        noise_count = np.zeros(g.shape, dtype=np.int64)
-        abnormal = g.dense(frames["sentiment"]["abnormal_move"].cast(pl.Float64), fill=0) > 0
+#: Sessions per block of the cross-sectional standardization: every step of it (neutralize,
+#: winsorize, z-score, noise filter, composite) reads one session's row only, so a block of
+#: sessions goes through the whole chain while its arrays (~1 MB each) stay in cache.
+SESSION_BLOCK = 64
+
+
+def _zscored_rows(
+    keys: pl.DataFrame,
+    g: Grid,
+    inputs: dict[tuple[str, str], np.ndarray],
+    missing: np.ndarray | None,
+    abnormal: np.ndarray,
+    warm: pl.Series,
+    settings: FactorSettings,
+    *,
+    industry_codes: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """Standardize every weighted component (``inputs[family, comp]``: (T, N) values; NaN
+    also where ``missing`` is True), apply the noise filter (``abnormal``: (T, N) bool), build
+    the composites and return the zscored rows on ``keys`` (session, symbol, industry in grid
+    row order).
+
+    Cross-sectional methods run block by block of ``SESSION_BLOCK`` sessions on a small thread
+    pool (numpy releases the GIL in its array loops); the time-series method needs whole
+    columns and runs on the full range at once. Same values either way.
+    """
+    codes = industry_grid(keys, g) if industry_codes is None else industry_codes
+    t_n, n = g.shape
+    items = list(inputs)
+    z = {item: np.empty((t_n, n)) for item in items}
+    composites = {FAMILIES[f][0]: np.empty((t_n, n)) for f in FAMILIES}
+    noise_count = np.zeros((t_n, n), dtype=np.int32)
+
+    def run(lo: int) -> None:
+        rows = slice(lo, lo + step)
+        groups = codes[rows]
+        done = {}
+        for item in items:
+            x = np.asarray(inputs[item][rows], dtype=np.float64)
+            if missing is not None:
+                x = np.where(missing[rows], np.nan, x)
+            neutral = FAMILIES[item[0]][2]
+            done[item] = standardize.standardize(x, settings, groups=groups, neutral=neutral)
         for comp in sentiment.NOISE_FILTERED:
-            mask = sentiment.noise_mask(done["sentiment", comp], abnormal, settings.noise_extreme_z)
-            noise_count += mask
-            done["sentiment", comp][mask] = 0.0
-
-        def composite_of(family: str) -> np.ndarray:
-            _, weights, neutral = FAMILIES[family]
+            zc = done["sentiment", comp]
+            mask = sentiment.noise_mask(zc, abnormal[rows], settings.noise_extreme_z)
+            noise_count[rows] += mask
+            zc[mask] = 0.0
+        for family, (name, weights, neutral) in FAMILIES.items():
             raw = standardize.combine({c: done[family, c] for c in weights}, weights)
-            return standardize.standardize(raw, settings, groups=industry_codes, neutral=neutral)
+            composites[name][rows] = standardize.standardize(
+                raw, settings, groups=groups, neutral=neutral
+            )
+        for item in items:
+            z[item][rows] = done[item]
 
-        families = list(FAMILIES)
-        composites = {
-            FAMILIES[f][0]: a
-            for f, a in zip(families, pool.map(composite_of, families), strict=True)
-        }
-    z = {comp: a for (_, comp), a in done.items()}
-    done.clear()
+    step = t_n if settings.zscore_method == "time_series" else SESSION_BLOCK
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        list(pool.map(run, range(0, max(t_n, 1), step)))
 
     def col(a: np.ndarray) -> pl.Series:
         return pl.Series(g.rows(a), dtype=pl.Float64, nan_to_null=True)
 
     # gather each array onto the rows and let it go: the dense arrays never all coexist with
     # their row copies (the peak memory of a full-history run)
-    columns = {f"z_{c}": col(z.pop(c)) for c in list(z)}
+    columns = {f"z_{comp}": col(z.pop((family, comp))) for family, comp in items}
     columns |= {c: col(composites.pop(c)) for c in list(composites)}
-    warm = frames["chip"]["warmup"].fill_null(True) | frames["sentiment"]["warmup"].fill_null(True)
     out = keys.with_columns(
         **columns,
         noise_filtered=pl.Series(g.rows(noise_count), dtype=pl.Int32),

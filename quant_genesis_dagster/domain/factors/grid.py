@@ -14,7 +14,7 @@ Sessions are grid rows: the frame must cover consecutive XTAI sessions (a hole w
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -92,6 +92,12 @@ class Grid:
         out.ravel()[self.flat] = np.asarray(values, dtype=np.float64)
         return out
 
+    def missing_mask(self) -> np.ndarray | None:
+        """(T, N) bool: the pair has no row; None when every pair has one."""
+        if self.t.size == self.shape[0] * self.shape[1]:
+            return None
+        return ~self.present()
+
     def present(self) -> np.ndarray:
         """(T, N) bool: the pair has a row."""
         out = np.zeros(self.shape, dtype=bool)
@@ -114,6 +120,76 @@ class Grid:
         first = np.unique(self.t, return_index=True)[1]
         out[self.t[first]] = v[first]
         return out
+
+
+@dataclass(eq=False)
+class Components:
+    """A factor family's result on a grid, before it becomes rows: dense (T, N) arrays (NaN = no
+    value; int codes / bools as computed) plus columns that are already on the panel rows.
+
+    ``frame()`` builds the family's table (one row per panel row, ``schema`` order); the
+    in-memory stack (``factors.stack``) hands the arrays to the standardization directly and
+    never builds the rows it does not keep. ``labels`` maps an int-coded column to its string
+    values (code i → labels[i]).
+    """
+
+    grid: Grid
+    keys: pl.DataFrame  # session, symbol of the panel rows
+    schema: pl.Schema
+    dense: dict[str, np.ndarray]
+    row_columns: dict[str, pl.Series]
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    partial: bool = False  # set by keep(): some columns were dropped
+
+    def frame(self) -> pl.DataFrame:
+        """The family's rows (``schema``): dense columns gathered onto the panel rows."""
+        if self.partial:
+            raise QGError("components: columns were dropped by keep(); build the rows first")
+        columns = []
+        for name in self.schema:
+            if name in self.keys.columns:
+                col = self.keys[name]
+            elif name in self.row_columns:
+                col = self.row_columns[name]
+            else:
+                col = self.column(name)
+            columns.append(col.alias(name))
+        return pl.DataFrame(columns).cast(dict(self.schema))
+
+    def column(self, name: str) -> pl.Series:
+        """One dense column gathered onto the panel rows as a series of its schema dtype."""
+        values = self.grid.rows(self.dense[name])
+        dtype = self.schema[name]
+        if name in self.labels:
+            mapping = dict(enumerate(self.labels[name]))
+            return pl.Series(name, values.astype(np.int8)).replace_strict(
+                mapping, return_dtype=pl.String
+            )
+        if dtype == pl.Float64:
+            return pl.Series(name, values.astype(np.float64, copy=False), nan_to_null=True)
+        if dtype == pl.Boolean:
+            return pl.Series(name, values.astype(bool, copy=False), dtype=pl.Boolean)
+        return pl.Series(name, values).cast(dtype)
+
+    def array(self, name: str) -> np.ndarray:
+        """The (T, N) float64 array of a column, NaN where a pair has no row (a window's value
+        there is not a value); a row column is spread onto the grid."""
+        if name in self.dense:
+            x = np.asarray(self.dense[name], dtype=np.float64)
+            missing = self.grid.missing_mask()
+            return x if missing is None else np.where(missing, np.nan, x)
+        if name in self.row_columns:
+            return self.grid.dense(self.row_columns[name])
+        raise QGError(f"components: no column {name!r}; have {', '.join(self.schema)}")
+
+    def keep(self, names) -> None:
+        """Drop every column not in ``names`` (frees memory when the rows are not built;
+        ``frame()`` is not available afterwards)."""
+        wanted = set(names)
+        for store in (self.dense, self.row_columns):
+            for name in [n for n in store if n not in wanted]:
+                del store[name]
+        self.partial = True
 
 
 #: Symbols per block in the rolling helpers. A window takes several passes over its array; on a

@@ -293,7 +293,23 @@ def sentiment_factors(
     *,
     layout: grid.Grid | None = None,
 ) -> pl.DataFrame:
-    """F_S components, one row per panel row (same order).
+    """F_S components, one row per panel row (same order): the rows of
+    ``sentiment_components`` (see there for the definitions)."""
+    if panel.height == 0:
+        _require(panel, ("session", "symbol", *PANEL_COLUMNS), "panel")
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
+    return sentiment_components(panel, news_daily, settings, layout=layout).frame()
+
+
+def sentiment_components(
+    panel: pl.DataFrame,
+    news_daily: pl.DataFrame,
+    settings: FactorSettings | None = None,
+    *,
+    layout: grid.Grid | None = None,
+) -> grid.Components:
+    """F_S components on the panel's grid (``OUTPUT_SCHEMA`` columns; ``frame()`` gives the
+    rows in panel order).
 
     ``panel``: aligned-panel rows over consecutive sessions, including the history the windows
     need (``FactorSettings.lookback()`` sessions before the first session used); ``news_daily``:
@@ -319,8 +335,6 @@ def sentiment_factors(
     """
     settings = settings or FactorSettings()
     _require(panel, ("session", "symbol", *PANEL_COLUMNS), "panel")
-    if panel.height == 0:
-        return pl.DataFrame(schema=OUTPUT_SCHEMA)
     g = layout or grid.Grid.of(panel)
     mw = settings.move_window
     half = _half(mw)
@@ -355,24 +369,24 @@ def sentiment_factors(
     n_news = grid.rolling_int_sum(count, settings.news_window)
     news_sentiment = np.where(n_news > 0, score_sum / np.maximum(n_news, 1), np.nan)
 
-    flat = g.t * g.shape[1] + g.s  # one flat gather per column (= g.rows, cheaper)
-
-    def rows(a: np.ndarray) -> np.ndarray:
-        return np.take(a.reshape(-1), flat)
-
-    return pl.DataFrame(
-        [
-            panel["session"].cast(pl.Date),
-            panel["symbol"].cast(pl.String),
-            _series("fear_greed", fg["fear_greed"][g.t]),
-            _series("market_abnormal", fg["market_abnormal"][g.t], pl.Boolean),
-            _series("news_sentiment", rows(news_sentiment)),
-            _series("news_count", rows(n_news), pl.Int32),
-            _series("margin_crowding", rows(crowding)),
-            _series("margin_change", rows(margin_change)),
-            _series("short_change", rows(short_change)),
-            _series("short_ratio", rows(short_ratio)),
-            _series("abnormal_move", rows(abnormal), pl.Boolean),
-            _series("warmup", rows(warmup), pl.Boolean),
-        ]
+    keys = panel.select(pl.col("session").cast(pl.Date), pl.col("symbol").cast(pl.String))
+    return grid.Components(
+        grid=g,
+        keys=keys,
+        schema=pl.Schema(OUTPUT_SCHEMA),
+        dense={
+            "news_sentiment": news_sentiment,
+            "news_count": n_news,
+            "margin_crowding": crowding,
+            "margin_change": margin_change,
+            "short_change": short_change,
+            "short_ratio": short_ratio,
+            "abnormal_move": abnormal,
+            "warmup": warmup,
+        },
+        row_columns={
+            # market values per session, onto the rows by the session index
+            "fear_greed": _series("fear_greed", fg["fear_greed"][g.t]),
+            "market_abnormal": _series("market_abnormal", fg["market_abnormal"][g.t], pl.Boolean),
+        },
     )

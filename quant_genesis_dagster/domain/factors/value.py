@@ -107,7 +107,27 @@ def leverage_filter(equity_multiplier: pl.Expr | np.ndarray, max_multiplier: flo
 def value_factors(
     panel: pl.DataFrame, settings: FactorSettings | None = None, *, layout: grid.Grid | None = None
 ) -> pl.DataFrame:
-    """F_D components, one row per panel row (same order); all ratios Float64 fractions.
+    """F_D components, one row per panel row (same order): the rows of ``value_components``
+    (see there for the definitions)."""
+    if panel.height == 0:
+        _check_columns(panel)
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
+    return value_components(panel, settings, layout=layout).frame()
+
+
+def _check_columns(panel: pl.DataFrame) -> None:
+    for col in ("session", "symbol", *PANEL_COLUMNS):
+        if col not in panel.columns:
+            raise QGError(
+                f"panel: missing column {col!r}; value factors need {', '.join(PANEL_COLUMNS)}"
+            )
+
+
+def value_components(
+    panel: pl.DataFrame, settings: FactorSettings | None = None, *, layout: grid.Grid | None = None
+) -> grid.Components:
+    """F_D components on the panel's grid (``OUTPUT_SCHEMA`` columns; ``frame()`` gives the rows
+    in panel order); all ratios Float64 fractions.
 
     ``panel``: aligned-panel rows over consecutive sessions (``PANEL_COLUMNS`` plus session and
     symbol) with ``roe_trend_sessions`` sessions of history for the trends. Columns:
@@ -120,13 +140,7 @@ def value_factors(
     equity is unknown), has_fundamentals = revenue, net income, assets and equity all known.
     """
     settings = settings or FactorSettings()
-    for col in ("session", "symbol", *PANEL_COLUMNS):
-        if col not in panel.columns:
-            raise QGError(
-                f"panel: missing column {col!r}; value factors need {', '.join(PANEL_COLUMNS)}"
-            )
-    if panel.height == 0:
-        return pl.DataFrame(schema=OUTPUT_SCHEMA)
+    _check_columns(panel)
     g = layout or grid.Grid.of(panel)
     rev, ni, pbt = _f("revenue_ttm"), _f("net_income_ttm"), _f("pretax_income_ttm")
     assets, equity = _f("total_assets"), _f("total_equity")
@@ -148,20 +162,18 @@ def value_factors(
         roe_5f=pl.reduce(lambda a, b: a * b, [pl.col(c) for c in five]),
     )
     k = settings.roe_trend_sessions
-
-    def trend(col: str) -> pl.Series:
-        x = g.dense(ratios[col])
-        return pl.Series(col, g.rows(x - grid.lag(x, k)), nan_to_null=True)
-
-    roe_trend, margin_trend = trend("roe"), trend("net_margin")
-    return pl.DataFrame(
-        [
-            panel["session"].cast(pl.Date),
-            panel["symbol"].cast(pl.String),
-            *[ratios[c] for c in OUTPUT_COLUMNS[2:10]],
-            roe_trend.alias("roe_trend"),
-            margin_trend.alias("margin_trend"),
-            ratios["negative_equity"],
-            ratios["has_fundamentals"],
-        ]
+    roe, margin = g.dense(ratios["roe"]), g.dense(ratios["net_margin"])
+    keys = panel.select(pl.col("session").cast(pl.Date), pl.col("symbol").cast(pl.String))
+    return grid.Components(
+        grid=g,
+        keys=keys,
+        schema=pl.Schema(OUTPUT_SCHEMA),
+        dense={
+            "roe": roe,
+            "net_margin": margin,
+            "roe_trend": roe - grid.lag(roe, k),
+            "margin_trend": margin - grid.lag(margin, k),
+        },
+        # the ratios are computed on the rows (polars expressions); the frame takes them as is
+        row_columns={c: ratios[c] for c in ratios.columns},
     )
