@@ -12,10 +12,15 @@ the main-force daily flows reduced per block from the cleaned broker rows (``mai
 timed separately: a per-session daily reduction, not part of the windowed stack); the raw news.
 
 Measure (a fresh subprocess): load the parquet, run the stack ``--repeat`` times (best and
-median reported) — ``chip_factors`` → ``daily_news_sentiment`` → ``sentiment_factors`` →
-``value_factors`` → ``zscored_factors`` → ``predict(us_move)``, exactly the functions the Dagster
-assets call — and read ``peak_rss_mb`` (the process high-water mark of loading + the stack);
-then convert the same inputs to pandas (outside the timed region), run
+median reported) — ``stack.factor_stack``: the three families (``chip_components``,
+``daily_news_sentiment`` + ``sentiment_components``, ``value_components``) side by side, their
+dense components straight into ``zscored_from_components``, then ``predict(us_move)``; the
+family tables (the rows the assets store) are not built — and read ``peak_rss_mb`` (the process
+high-water mark of loading + the stack). Then, untimed for the targets but reported as
+``chain_seconds``: the asset chain (``chip_factors`` → ``daily_news_sentiment`` →
+``sentiment_factors`` → ``value_factors`` → ``zscored_factors`` → ``predict``, every table built,
+as the Dagster assets call them), whose zscored and prediction rows must equal the stack's bit
+for bit. Then convert the same inputs to pandas (outside the timed region), run
 ``benchmarks.pandas_factors`` once (``peak_rss_mb_with_pandas`` includes it) and compare f_c,
 f_s, f_d and r_pred_{1,5,10}d: max |diff| where both have a value and null-pattern mismatches;
 also every component z-score, the warmup / noise flags and every raw component column of the
@@ -42,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from quant_genesis_dagster.domain import alignment, calendar, cleaning, model
-from quant_genesis_dagster.domain.factors import chip, composite, news, sentiment, value
+from quant_genesis_dagster.domain.factors import chip, composite, news, sentiment, stack, value
 from quant_genesis_dagster.domain.factors.grid import Grid
 from quant_genesis_dagster.domain.params import DEFAULTS
 from quant_genesis_dagster.domain.sample import SampleMarket, SampleMarketConfig
@@ -237,31 +242,37 @@ def load(out: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
 
 
 def run_stack(
+    flows: pl.DataFrame, panel: pl.DataFrame, headlines: pl.DataFrame, *, tables: bool = False
+) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
+    """``stack.factor_stack``: outputs ("zscored", "predictions", and with ``tables`` the
+    family tables "chip", "sentiment", "value") and seconds per step."""
+    result = stack.factor_stack(flows, panel, headlines, DEFAULTS, PARAM_VERSION, tables=tables)
+    out = {"zscored": result.zscored, "predictions": result.predictions, **result.tables}
+    return out, result.seconds
+
+
+def run_chain(
     flows: pl.DataFrame, panel: pl.DataFrame, headlines: pl.DataFrame
 ) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
-    """The factor stack as the Dagster assets chain it; outputs and seconds per step."""
+    """The factor functions one after the other, each table built, as the Dagster assets chain
+    them (``chip_factors`` → ``daily_news_sentiment`` → ``sentiment_factors`` →
+    ``value_factors`` → ``zscored_factors`` → ``predict``), without the warehouse."""
     steps: dict[str, float] = {}
-    t = time.perf_counter()
-    layout = Grid.of(panel)  # the panel's session x symbol layout, shared by every step
-    steps["grid"] = time.perf_counter() - t
-    t = time.perf_counter()
-    chip_df = chip.chip_factors(flows, panel, None, layout=layout)
-    steps["chip"] = time.perf_counter() - t
-    t = time.perf_counter()
-    daily = news.daily_news_sentiment(headlines)
-    steps["news"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sent_df = sentiment.sentiment_factors(panel, daily, layout=layout)
-    steps["sentiment"] = time.perf_counter() - t
-    t = time.perf_counter()
-    value_df = value.value_factors(panel, layout=layout)
-    steps["value"] = time.perf_counter() - t
-    t = time.perf_counter()
-    z = composite.zscored_factors(chip_df, sent_df, value_df, panel, layout=layout)
-    steps["zscore"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pred = model.predict(z, model.us_move(panel), DEFAULTS, PARAM_VERSION)
-    steps["predict"] = time.perf_counter() - t
+
+    def timed(name, fn, *args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        steps[name] = time.perf_counter() - t
+        return out
+
+    layout = timed("grid", Grid.of, panel)
+    chip_df = timed("chip", chip.chip_factors, flows, panel, None, layout=layout)
+    daily = timed("news", news.daily_news_sentiment, headlines)
+    sent_df = timed("sentiment", sentiment.sentiment_factors, panel, daily, layout=layout)
+    value_df = timed("value", value.value_factors, panel, layout=layout)
+    z = timed("zscore", composite.zscored_factors, chip_df, sent_df, value_df, panel,
+              layout=layout)  # fmt: skip
+    pred = timed("predict", model.predict, z, model.us_move(panel), DEFAULTS, PARAM_VERSION)
     out = {"chip": chip_df, "sentiment": sent_df, "value": value_df, "zscored": z}
     return out | {"predictions": pred}, steps
 
@@ -410,6 +421,18 @@ def measure(out: Path, repeat: int) -> dict:
     best_seconds, best_steps = min(runs, key=lambda r: r[0])
     totals = [r[0] for r in runs]
 
+    # The asset chain (every table built), once, after the stack's peak was read: its
+    # outputs must equal the stack's bit for bit, and its tables feed the component comparison.
+    t = time.perf_counter()
+    chained, chain_steps = run_chain(flows, panel, headlines)
+    chain_seconds = time.perf_counter() - t
+    same = all(result[k].equals(chained[k]) for k in ("zscored", "predictions"))
+    if not same:
+        raise AssertionError("factor_stack and the asset chain give different rows")
+    result = chained
+    del chained
+    gc.collect()
+
     rows, flow_rows, news_rows = panel.height, flows.height, headlines.height
     t = time.perf_counter()
     pflows, ppanel, pnews = to_pandas(flows, panel, headlines)
@@ -431,12 +454,16 @@ def measure(out: Path, repeat: int) -> dict:
         "ratio_median": round(pandas_seconds / statistics.median(totals), 2),
         "rows": rows,
         "rows_per_s": round(rows / best_seconds),
+        "chain_seconds": round(chain_seconds, 3),
+        "chain_ratio": round(pandas_seconds / chain_seconds, 2),
+        "stack_equals_chain": same,
         **agreement,
         "agree": bool(agreement["max_abs_diff"] <= TOLERANCE and agreement["null_mismatches"] == 0),
         "tolerance": TOLERANCE,
         "peak_rss_mb": stack_rss,
         "peak_rss_mb_with_pandas": _rss_mb(),
         "per_step_seconds": {k: round(v, 3) for k, v in best_steps.items()},
+        "chain_per_step_seconds": {k: round(v, 3) for k, v in chain_steps.items()},
         "per_step_seconds_median": {
             k: round(statistics.median(r[1][k] for r in runs), 3) for k in best_steps
         },

@@ -531,9 +531,7 @@ def chip_components(
     )
     rows = _join_onto(keys, f, "flows")
     shape = grid.shape
-    L, F = settings.lac_window, settings.flow_window
 
-    present = grid.present()
     mf = rows["mf_net"]
     known = np.zeros(shape, dtype=bool)
     known[grid.t, grid.s] = mf.is_not_null().to_numpy()
@@ -544,13 +542,53 @@ def chip_components(
     price = panel.select(
         pl.coalesce(pl.col("vwap_adj").fill_nan(None), pl.col("close_adj").fill_nan(None))
     ).to_series()
-    p = grid.dense(price)
-    close_adj = grid.dense(panel["close_adj"].cast(pl.Float64).fill_nan(None))
+    inputs = {
+        "present": grid.present(),
+        "known": known,
+        "n": n,
+        "v": v,
+        "p": grid.dense(price),
+        "close_adj": grid.dense(panel["close_adj"].cast(pl.Float64).fill_nan(None)),
+        "conc": grid.dense(rows["broker_concentration"]),
+        "tier": grid.dense(rows["tier_ratio"]),
+    }
+    # every window is per symbol: blocks of symbols keep the temporaries small and in cache
+    dense = g.map_symbol_blocks(_chip_windows, inputs, settings)
+    del inputs, known, n, v
+
+    # --- sidecar end-of-day aggregates --------------------------------------------------------
+    e = _eod_frame(eod, keys)
+    close = panel["close"].cast(pl.Float64).fill_nan(None)
+    rcnc_dev = e.select(pl.when(close > 0).then(pl.col("rcnc_close") / close - 1.0)).to_series()
+
+    return g.Components(
+        grid=grid,
+        keys=keys,
+        schema=CHIP_SCHEMA,
+        dense=dense,
+        row_columns={
+            "mf_net": rows["mf_net"],
+            "mf_source": rows["mf_source"],
+            "rcnc_close_dev": rcnc_dev,
+            "rcnc_vol": e["rcnc_vol"],
+            "sweep_ratio": e["sweep_ratio"],
+            "liquidity_pressure": e["liquidity_pressure"],
+        },
+        labels={"lac_status": _LAC_STATUSES},
+    )
+
+
+def _chip_windows(x: dict[str, np.ndarray], settings: FactorSettings) -> dict[str, np.ndarray]:
+    """The windowed chip components of a block of symbols (``chip_components`` defines them)
+    from its (T, b) inputs: present, known (mf_net not null), n (mf_net, 0 for null), v
+    (volume), p (cost price), close_adj, conc / tier (daily concentration and tier ratio)."""
+    L, F = settings.lac_window, settings.flow_window
+    present, known, n, v, p = x["present"], x["known"], x["n"], x["v"], x["p"]
 
     # --- LAC: exact int64 window sums (milli-TWD for p·n) -------------------------------------
     # a flow without any price (before the first bar) cannot enter the cost: left out of both
     n_lac = np.where(np.isnan(p), 0, n)
-    pn = np.zeros(shape, dtype=np.int64)
+    pn = np.zeros(n.shape, dtype=np.int64)
     has_pn = n_lac != 0
     pn[has_pn] = np.rint(p[has_pn] * n_lac[has_pn] * _LAC_SCALE).astype(np.int64)
     sum_pn = g.rolling_int_sum(pn, L)
@@ -562,46 +600,23 @@ def chip_components(
     ok = full & (flow_days > 0) & material
     with np.errstate(invalid="ignore", divide="ignore"):
         lac = np.where(ok, (sum_pn / _LAC_SCALE) / np.where(ok, sum_n, 1), np.nan)
-        lac_dist = close_adj / lac - 1.0
+        lac_dist = x["close_adj"] / lac - 1.0
     # status as a code into _LAC_STATUSES (strings are made once, by polars)
     status = np.where(~full, 1, np.where(flow_days == 0, 3, np.where(material, 0, 2)))
 
     # --- flow windows -------------------------------------------------------------------------
-    streak = g.streak(n > 0, settings.streak_cap)
     fsum_n = g.rolling_int_sum(n, F)
     fsum_v = g.rolling_int_sum(v, F)
     f_ok = (g.history_count(present, F) >= F) & (g.rolling_count(known, F) > 0) & (fsum_v > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         net_ratio = np.where(f_ok, fsum_n / np.where(f_ok, fsum_v, 1), np.nan)
-    conc = g.rolling_mean(grid.dense(rows["broker_concentration"]), F, min_count=F // 2)
-    tier = g.rolling_mean(grid.dense(rows["tier_ratio"]), F, min_count=F // 2)
-
-    # --- sidecar end-of-day aggregates --------------------------------------------------------
-    e = _eod_frame(eod, keys)
-    close = panel["close"].cast(pl.Float64).fill_nan(None)
-    rcnc_dev = e.select(pl.when(close > 0).then(pl.col("rcnc_close") / close - 1.0)).to_series()
-
-    return g.Components(
-        grid=grid,
-        keys=keys,
-        schema=CHIP_SCHEMA,
-        dense={
-            "lac": lac,
-            "lac_status": status,
-            "lac_dist": lac_dist,
-            "consec_buy_days": streak,
-            "net_ratio_20d": net_ratio,
-            "broker_concentration_20d": conc,
-            "tier_ratio_20d": tier,
-            "warmup": ~full,
-        },
-        row_columns={
-            "mf_net": rows["mf_net"],
-            "mf_source": rows["mf_source"],
-            "rcnc_close_dev": rcnc_dev,
-            "rcnc_vol": e["rcnc_vol"],
-            "sweep_ratio": e["sweep_ratio"],
-            "liquidity_pressure": e["liquidity_pressure"],
-        },
-        labels={"lac_status": _LAC_STATUSES},
-    )
+    return {
+        "lac": lac,
+        "lac_status": status.astype(np.int8),
+        "lac_dist": lac_dist,
+        "consec_buy_days": g.streak(n > 0, settings.streak_cap).astype(np.int32),
+        "net_ratio_20d": net_ratio,
+        "broker_concentration_20d": g.rolling_mean(x["conc"], F, min_count=F // 2),
+        "tier_ratio_20d": g.rolling_mean(x["tier"], F, min_count=F // 2),
+        "warmup": ~full,
+    }

@@ -92,7 +92,7 @@ def zscored_factors(
         for family, (_, weights, _) in FAMILIES.items()
         for comp in weights
     }
-    return _zscored_rows(keys, g, inputs, None, abnormal, warm, settings)
+    return _zscored_rows(keys, g, inputs, None, abnormal, warm, settings, owned=set(inputs))
 
 
 def zscored_from_components(
@@ -103,10 +103,13 @@ def zscored_from_components(
     settings: FactorSettings | None = None,
     *,
     industry_codes: np.ndarray | None = None,
+    consume: bool = False,
 ) -> pl.DataFrame:
     """``zscored_factors`` from the three families' ``Components`` on the panel's grid (the
     in-memory stack: the component arrays go straight into the standardization).
-    ``industry_codes``: ``industry_grid(panel, grid)`` when the caller already has it."""
+    ``industry_codes``: ``industry_grid(panel, grid)`` when the caller already has it.
+    ``consume``: the weighted components' arrays are taken out of the ``Components`` and
+    overwritten by their z-scores (no second set of arrays: the peak memory of a long range)."""
     settings = settings or FactorSettings()
     _require(panel, ["session", "symbol", "industry"], "aligned_panel")
     keys = panel.select("session", "symbol", "industry")
@@ -123,12 +126,19 @@ def zscored_from_components(
     for family, (_, weights, _) in FAMILIES.items():
         c = parts[family]
         for comp in weights:
-            inputs[family, comp] = c.dense[comp] if comp in c.dense else c.array(comp)
+            if comp not in c.dense:
+                inputs[family, comp] = c.array(comp)  # a fresh array: ours to overwrite
+            elif consume:
+                inputs[family, comp] = c.dense.pop(comp)
+                c.partial = True
+            else:
+                inputs[family, comp] = c.dense[comp]
+    owned = {item for item in inputs if consume or item[1] not in parts[item[0]].dense}
     # a window's value on a (session, symbol) without a panel row is not a value: the rows
     # path never sees it, so neither may the standardization (masked block by block)
     return _zscored_rows(
         keys, g, inputs, g.missing_mask(), abnormal, pl.Series(warm), settings,
-        industry_codes=industry_codes,
+        industry_codes=industry_codes, owned=owned,
     )  # fmt: skip
 
 
@@ -165,6 +175,7 @@ def _zscored_rows(
     settings: FactorSettings,
     *,
     industry_codes: np.ndarray | None = None,
+    owned: set[tuple[str, str]] = frozenset(),
 ) -> pl.DataFrame:
     """Standardize every weighted component (``inputs[family, comp]``: (T, N) values; NaN
     also where ``missing`` is True), apply the noise filter (``abnormal``: (T, N) bool), build
@@ -173,12 +184,18 @@ def _zscored_rows(
 
     Cross-sectional methods run block by block of ``SESSION_BLOCK`` sessions on a small thread
     pool (numpy releases the GIL in its array loops); the time-series method needs whole
-    columns and runs on the full range at once. Same values either way.
+    columns and runs on the full range at once. Same values either way. The float64 arrays of
+    the ``owned`` items are overwritten by their z-scores (each block's values are read before
+    its z-scores are written, and blocks do not overlap).
     """
     codes = industry_grid(keys, g) if industry_codes is None else industry_codes
     t_n, n = g.shape
     items = list(inputs)
-    z = {item: np.empty((t_n, n)) for item in items}
+    z = {
+        item: a if item in owned and a.dtype == np.float64 and a.flags.c_contiguous
+        else np.empty((t_n, n))
+        for item, a in inputs.items()
+    }  # fmt: skip
     composites = {FAMILIES[f][0]: np.empty((t_n, n)) for f in FAMILIES}
     noise_count = np.zeros((t_n, n), dtype=np.int32)
 
@@ -208,6 +225,7 @@ def _zscored_rows(
     step = t_n if settings.zscore_method == "time_series" else SESSION_BLOCK
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         list(pool.map(run, range(0, max(t_n, 1), step)))
+    inputs = {}  # the caller's arrays are not needed any more (ours are the z-scores now)
 
     def col(a: np.ndarray) -> pl.Series:
         return pl.Series(g.rows(a), dtype=pl.Float64, nan_to_null=True)

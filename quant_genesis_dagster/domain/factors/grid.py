@@ -224,6 +224,23 @@ def by_symbol_blocks(fn):
     return blocked
 
 
+def map_symbol_blocks(fn, inputs: dict[str, np.ndarray], *args) -> dict[str, np.ndarray]:
+    """``fn(blocks, *args)`` on blocks of ``BLOCK_SYMBOLS`` columns of the (T, N) ``inputs``
+    (a dict of contiguous (T, b) arrays) → its dict of (T, b) results, assembled into (T, N)
+    arrays. For a computation whose every column depends on the same column of the inputs only:
+    the temporaries are block-sized (small, in cache), the values unchanged."""
+    n = next(iter(inputs.values())).shape[1]
+    out: dict[str, np.ndarray] = {}
+    for j in range(0, max(n, 1), BLOCK_SYMBOLS):
+        cols = slice(j, j + BLOCK_SYMBOLS)
+        part = fn({k: np.ascontiguousarray(a[:, cols]) for k, a in inputs.items()}, *args)
+        for k, a in part.items():
+            if k not in out:
+                out[k] = np.empty((a.shape[0], n), dtype=a.dtype)
+            out[k][:, cols] = a
+    return out
+
+
 def _shift_add(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     """a + b shifted down by k rows (rows before the first count as 0)."""
     out = a.copy()

@@ -336,8 +336,6 @@ def sentiment_components(
     settings = settings or FactorSettings()
     _require(panel, ("session", "symbol", *PANEL_COLUMNS), "panel")
     g = layout or grid.Grid.of(panel)
-    mw = settings.move_window
-    half = _half(mw)
 
     # market columns per session (first row wins, as Grid.market; gathered once for all five)
     first = np.unique(g.t, return_index=True)[1]
@@ -347,46 +345,57 @@ def sentiment_components(
         ind[c][g.t[first]] = panel[c].gather(first).cast(pl.Float64).fill_null(np.nan).to_numpy()
     fg = _fear_greed_arrays(ind, settings)
 
-    ret = g.dense(panel["ret_1d"])
-    vol = g.dense(panel["volume_shares"])
-    mb = g.dense(panel["margin_balance"])
-    sb = g.dense(panel["short_balance"])
-    liquidity = grid.rolling_mean(vol, mw, min_count=half)  # shares per session, today included
-    crowding = _log(_ratio(mb, liquidity))  # null for a zero balance
-    margin_change = _ratio(mb - grid.lag(mb, CHANGE_SESSIONS), liquidity)
-    short_change = _ratio(sb - grid.lag(sb, CHANGE_SESSIONS), liquidity)
-    short_ratio = _ratio(sb, mb)
-
-    ret_ref = grid.lag(grid.rolling_std(ret, mw, min_count=half), 1)
-    vol_ref = grid.lag(liquidity, 1)  # mean volume of the previous move_window sessions
-    abnormal = _abnormal(ret, ret_ref, settings.abnormal_ret_z) | _abnormal(
-        vol, vol_ref, settings.abnormal_volume_ratio
-    )
-    warmup = grid.history_count(g.present(), mw) < mw
-
     score, count = _news_grid(g, news_daily)
-    score_sum, _ = grid.rolling_sum(score, settings.news_window)
-    n_news = grid.rolling_int_sum(count, settings.news_window)
-    news_sentiment = np.where(n_news > 0, score_sum / np.maximum(n_news, 1), np.nan)
+    inputs = {
+        "ret": g.dense(panel["ret_1d"]),
+        "vol": g.dense(panel["volume_shares"]),
+        "mb": g.dense(panel["margin_balance"]),
+        "sb": g.dense(panel["short_balance"]),
+        "present": g.present(),
+        "score": score,
+        "count": count,
+    }
+    del score, count
+    # every window is per symbol: blocks of symbols keep the temporaries small and in cache
+    dense = grid.map_symbol_blocks(_symbol_windows, inputs, settings)
+    del inputs
 
     keys = panel.select(pl.col("session").cast(pl.Date), pl.col("symbol").cast(pl.String))
     return grid.Components(
         grid=g,
         keys=keys,
         schema=pl.Schema(OUTPUT_SCHEMA),
-        dense={
-            "news_sentiment": news_sentiment,
-            "news_count": n_news,
-            "margin_crowding": crowding,
-            "margin_change": margin_change,
-            "short_change": short_change,
-            "short_ratio": short_ratio,
-            "abnormal_move": abnormal,
-            "warmup": warmup,
-        },
+        dense=dense,
         row_columns={
             # market values per session, onto the rows by the session index
             "fear_greed": _series("fear_greed", fg["fear_greed"][g.t]),
             "market_abnormal": _series("market_abnormal", fg["market_abnormal"][g.t], pl.Boolean),
         },
     )
+
+
+def _symbol_windows(x: dict[str, np.ndarray], settings: FactorSettings) -> dict[str, np.ndarray]:
+    """The symbol-level sentiment components of a block of symbols (``sentiment_components``
+    defines them) from its (T, b) inputs: ret (daily return), vol (volume), mb / sb (margin and
+    short balances), present, score / count (the day's news score sum and headline count)."""
+    mw = settings.move_window
+    half = _half(mw)
+    ret, vol, mb, sb = x["ret"], x["vol"], x["mb"], x["sb"]
+    liquidity = grid.rolling_mean(vol, mw, min_count=half)  # shares per session, today included
+    ret_ref = grid.lag(grid.rolling_std(ret, mw, min_count=half), 1)
+    vol_ref = grid.lag(liquidity, 1)  # mean volume of the previous move_window sessions
+    abnormal = _abnormal(ret, ret_ref, settings.abnormal_ret_z) | _abnormal(
+        vol, vol_ref, settings.abnormal_volume_ratio
+    )
+    score_sum, _ = grid.rolling_sum(x["score"], settings.news_window)
+    n_news = grid.rolling_int_sum(x["count"], settings.news_window)
+    return {
+        "news_sentiment": np.where(n_news > 0, score_sum / np.maximum(n_news, 1), np.nan),
+        "news_count": n_news.astype(np.int32),
+        "margin_crowding": _log(_ratio(mb, liquidity)),  # null for a zero balance
+        "margin_change": _ratio(mb - grid.lag(mb, CHANGE_SESSIONS), liquidity),
+        "short_change": _ratio(sb - grid.lag(sb, CHANGE_SESSIONS), liquidity),
+        "short_ratio": _ratio(sb, mb),
+        "abnormal_move": abnormal,
+        "warmup": grid.history_count(x["present"], mw) < mw,
+    }

@@ -83,6 +83,7 @@ def factor_stack(
         codes_f = pool.submit(composite.industry_grid, panel, g)
         parts = {"chip": chip_f.result(), "sentiment": sent_f.result(), "value": value_f.result()}
         codes = codes_f.result()
+        del chip_f, sent_f, value_f, codes_f  # a future holds its result: let them go
 
     built = {}
     if tables:
@@ -92,9 +93,10 @@ def factor_stack(
             c.keep(composite.INPUT_COLUMNS[name])
     z = timed(
         "zscore", composite.zscored_from_components, *parts.values(), panel, settings,
-        industry_codes=codes,
+        industry_codes=codes, consume=not tables,
     )  # fmt: skip
     parts.clear()
+    del codes
     us = model.us_move(panel)
     pred = timed("predict", model.predict, z, us, params, param_version)
     return StackResult(zscored=z, predictions=pred, tables=built, seconds=seconds)
