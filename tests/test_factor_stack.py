@@ -13,8 +13,10 @@ from sample_data import daily_spearman, sample_data
 
 from quant_genesis_dagster.domain import calendar, cleaning, model
 from quant_genesis_dagster.domain.factors import chip, composite, news, sentiment, value
+from quant_genesis_dagster.domain.factors import stack as factor_stack
 from quant_genesis_dagster.domain.params import DEFAULTS, FactorSettings
 from quant_genesis_dagster.domain.warehouse import models
+from quant_genesis_dagster.errors import QGError
 
 SETTINGS = FactorSettings()
 VERSION = "quant_genesis_params/v1"
@@ -147,3 +149,49 @@ def test_perturbation_after_d_leaves_every_output_up_to_d_unchanged(data, full):
     assert not full["zscored"].filter(later).equals(moved["zscored"].filter(later))
     # ... and none before
     _assert_same_until(full, moved, D)
+
+
+# --------------------------------------------------------------------------------------------
+# the in-memory stack (benchmark, research, RL) = the asset chain
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_in_memory_stack_gives_the_asset_chain_rows_bit_for_bit(data, full, workers):
+    flows = chip.main_force_flows(
+        cleaning.clean_records("broker_flows", data.raw["broker_flows"]).data, data.panel
+    )
+    built = factor_stack.factor_stack(
+        flows, data.panel, data.raw["news"], DEFAULTS, VERSION, tables=True, workers=workers
+    )
+    for name in ("chip", "sentiment", "value"):
+        assert_frame_equal(built.tables[name], full[name], check_exact=True)
+    lean = factor_stack.factor_stack(flows, data.panel, data.raw["news"], DEFAULTS, VERSION)
+    assert lean.tables == {}
+    for result in (built, lean):
+        assert_frame_equal(result.zscored, full["zscored"], check_exact=True)
+        assert_frame_equal(result.predictions, full["predictions"], check_exact=True)
+    assert {"chip", "sentiment", "value", "zscore", "predict"} <= set(lean.seconds)
+
+
+def test_components_missing_pairs_are_not_values_and_dropped_columns_cannot_build_rows(data):
+    """A window's value on a (session, symbol) without a panel row (a symbol before its
+    listing, a suspended day) must not enter the cross-section; after ``keep`` the rows of the
+    family cannot be built from what is left."""
+    first = data.panel["symbol"].min()
+    panel = data.panel.filter(~((pl.col("symbol") == first) & (pl.col("session") == D)))
+    flows = chip.main_force_flows(
+        cleaning.clean_records("broker_flows", data.raw["broker_flows"]).data, panel
+    )
+    c = chip.chip_components(flows, panel)
+    t = int(np.searchsorted(c.grid.sessions, np.datetime64(D)))
+    assert c.grid.symbols[0] == first
+    # the streak is computed on every cell of the grid (0 on the missing day) ...
+    assert c.dense["consec_buy_days"][t, 0] == 0
+    # ... but what the standardization reads has no value there, like the rows
+    assert np.isnan(c.array("consec_buy_days")[t, 0])
+    assert not np.isnan(c.array("consec_buy_days")[t - 1, 0])
+    c.keep(["consec_buy_days"])
+    assert set(c.dense) == {"consec_buy_days"}
+    with pytest.raises(QGError, match="keep"):
+        c.frame()

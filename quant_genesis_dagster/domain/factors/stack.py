@@ -50,6 +50,7 @@ def factor_stack(
     settings: FactorSettings | None = None,
     tables: bool = False,
     layout: Grid | None = None,
+    workers: int = 2,
 ) -> StackResult:
     """The factor stack over ``panel``'s rows (consecutive sessions, history included).
 
@@ -71,15 +72,22 @@ def factor_stack(
 
     g = layout or timed("grid", Grid.of, panel)
 
+    def family(name: str, fn, *args, **kwargs):
+        c = timed(name, fn, *args, **kwargs)
+        if not tables:  # only what the standardization reads, freed as soon as it is known
+            c.keep(composite.INPUT_COLUMNS[name])
+        return c
+
     def sentiment_step():
         daily = timed("news", news.daily_news_sentiment, headlines)
-        return timed("sentiment", sentiment.sentiment_components, panel, daily, settings, layout=g)
+        return family("sentiment", sentiment.sentiment_components, panel, daily, settings,
+                      layout=g)  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        chip_f = pool.submit(timed, "chip", chip.chip_components, flows, panel, eod, settings,
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chip_f = pool.submit(family, "chip", chip.chip_components, flows, panel, eod, settings,
                              layout=g)  # fmt: skip
         sent_f = pool.submit(sentiment_step)
-        value_f = pool.submit(timed, "value", value.value_components, panel, settings, layout=g)
+        value_f = pool.submit(family, "value", value.value_components, panel, settings, layout=g)
         codes_f = pool.submit(composite.industry_grid, panel, g)
         parts = {"chip": chip_f.result(), "sentiment": sent_f.result(), "value": value_f.result()}
         codes = codes_f.result()
@@ -88,9 +96,6 @@ def factor_stack(
     built = {}
     if tables:
         built = {name: timed(f"{name}_rows", c.frame) for name, c in parts.items()}
-    else:  # only what the standardization reads
-        for name, c in parts.items():
-            c.keep(composite.INPUT_COLUMNS[name])
     z = timed(
         "zscore", composite.zscored_from_components, *parts.values(), panel, settings,
         industry_codes=codes, consume=not tables,
