@@ -1,0 +1,220 @@
+"""Taiwan costs, portfolio construction and the backtest engine: hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quant_genesis_dagster.domain import backtest, portfolio
+from quant_genesis_dagster.domain.costs import CostModel, trade_costs
+from quant_genesis_dagster.errors import QGError
+
+NO_COSTS = CostModel(commission_rate=0.0, min_commission=0.0, sell_tax=0.0, day_trade_tax=0.0,
+                     slippage_bps=0.0, impact_coef=0.0, max_participation=1.0)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- costs
+
+
+def test_a_round_trip_with_a_broker_discount_and_the_sell_tax():
+    m = CostModel(commission_discount=0.6, slippage_bps=0.0, impact_coef=0.0)
+    # buy 10 lots at 100 TWD, sell them at 110 TWD on another session
+    buy = trade_costs([1_000_000.0], [0.0], [0.01], m)
+    sell = trade_costs([0.0], [1_100_000.0], [0.01], m)
+    assert buy.commission[0] == pytest.approx(1_000_000 * 0.001425 * 0.6)  # 855
+    assert buy.tax[0] == 0.0
+    assert sell.commission[0] == pytest.approx(1_100_000 * 0.001425 * 0.6)  # 940.5
+    assert sell.tax[0] == pytest.approx(1_100_000 * 0.003)  # 3,300
+    total = buy.total[0] + sell.total[0]
+    assert total == pytest.approx(855 + 940.5 + 3_300)
+
+
+def test_a_day_trade_pays_half_the_tax_on_its_sell_leg_and_commission_on_both():
+    m = CostModel(commission_discount=1.0, slippage_bps=0.0, impact_coef=0.0)
+    c = trade_costs([500_000.0], [505_000.0], [0.0], m, day_trade_value=505_000.0)
+    assert c.tax[0] == pytest.approx(505_000 * 0.0015)
+    assert c.commission[0] == pytest.approx((500_000 + 505_000) * 0.001425)
+
+
+def test_the_minimum_commission_and_slippage_growing_with_participation():
+    m = CostModel(commission_discount=0.6, slippage_bps=5.0, impact_coef=0.1)
+    c = trade_costs([10_000.0, 1_000_000.0, 1_000_000.0], [0.0, 0.0, 0.0], [0.0, 0.01, 0.04], m)
+    assert c.commission[0] == 20.0  # 10,000 × 0.001425 × 0.6 = 8.55 < NT$20
+    assert c.slippage[1] == pytest.approx(1_000_000 * (0.0005 + 0.1 * 0.1))
+    assert c.slippage[2] == pytest.approx(1_000_000 * (0.0005 + 0.1 * 0.2))  # 4x volume, 2x rate
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"commission_discount": 1.5}, {"sell_tax": -0.003}, {"max_participation": 0.0}],
+)
+def test_bad_cost_settings_fail_with_one_line(kwargs):
+    with pytest.raises(QGError, match=next(iter(kwargs))):
+        CostModel(**kwargs)
+
+
+# ------------------------------------------------------------------------- portfolio weights
+
+
+def test_weights_are_proportional_capped_and_sum_to_the_intended_exposure():
+    s = portfolio.PortfolioSettings(max_weight=0.4, max_names=3)
+    expected = np.array([[0.05, 0.01, 0.01, -0.02, 0.03, np.nan]])
+    eligible = np.array([[True, True, True, True, False, True]])
+    w = portfolio.target_weights(expected, eligible, np.array([0.8]), s)
+    # eligible positives: 0.05, 0.01, 0.01 → 0.8 × (5/7, 1/7, 1/7) = 0.571, 0.114, 0.114;
+    # the first is capped at 0.4 and its excess 0.171 goes to the other two equally
+    np.testing.assert_allclose(w[0], [0.4, 0.2, 0.2, 0.0, 0.0, 0.0])
+    assert w.sum() == pytest.approx(0.8)
+
+
+def test_when_the_cap_binds_everywhere_the_total_falls_short_rather_than_breaking_the_cap():
+    s = portfolio.PortfolioSettings(max_weight=0.1, max_names=40)
+    w = portfolio.target_weights(np.array([[0.02, 0.01, 0.03]]), np.ones((1, 3), bool),
+                                 np.array([1.0]), s)  # fmt: skip
+    np.testing.assert_allclose(w[0], [0.1, 0.1, 0.1])
+
+
+def test_only_the_max_names_highest_expected_returns_are_kept_ties_by_symbol_order():
+    s = portfolio.PortfolioSettings(max_weight=1.0, max_names=2)
+    w = portfolio.target_weights(np.array([[0.01, 0.02, 0.02, 0.03]]), np.ones((1, 4), bool),
+                                 np.array([1.0]), s)  # fmt: skip
+    assert np.flatnonzero(w[0]).tolist() == [1, 3]  # 0.03 and the first of the two 0.02
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+def _market(close, *, volume=1e9, vwap=None, has_bar=None, up=None, down=None, listed=None):
+    close = np.asarray(close, dtype=float)
+    shape = close.shape
+    full = np.ones(shape, bool)
+    return backtest.MarketData(
+        close=close,
+        close_adj=close.copy(),
+        vwap_adj=close.copy() if vwap is None else np.asarray(vwap, float),
+        volume=np.full(shape, float(volume)),
+        has_bar=full.copy() if has_bar is None else np.asarray(has_bar),
+        limit_up=~full if up is None else np.asarray(up),
+        limit_down=~full if down is None else np.asarray(down),
+        listed=full.copy() if listed is None else np.asarray(listed),
+    )
+
+
+def test_one_name_bought_in_lots_at_the_next_vwap_and_marked_at_the_close():
+    # decided after session 0's close (price 100): 50% of a 1,000,000 TWD book → 5,000 shares;
+    # executed on session 1 at its VWAP 101, marked at 102; session 2 closes at 99
+    data = _market([[100.0], [102.0], [99.0]], vwap=[[100.0], [101.0], [99.5]])
+    weights = np.array([[0.5], [0.5], [0.5]])
+    s = portfolio.PortfolioSettings(capital=1_000_000, max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(data, weights, np.ones(3), backtest.Book.empty(1, 1e6), s, NO_COSTS)
+    assert r.positions["trade_shares"][0, 0] == 5_000
+    assert r.positions["trade_price"][0, 0] == 101.0
+    nav1 = 1_000_000 - 5_000 * 101 + 5_000 * 102
+    assert r.daily["nav"][0] == pytest.approx(nav1)
+    # session 2: the target is 50% of nav1 (1,005,000) at session 1's close 102 = 4,926 shares,
+    # 4,000 in whole lots (toward zero): sell 1,000 at session 2's VWAP 99.5, mark 4,000 at 99
+    assert r.positions["trade_shares"][1, 0] == -1_000
+    cash = 1_000_000 - 5_000 * 101 + 1_000 * 99.5
+    assert r.book.cash == pytest.approx(cash)
+    assert r.daily["nav"][1] == pytest.approx(cash + 4_000 * 99)  # 990,500
+    assert r.daily["net_return"][1] == pytest.approx(990_500 / 1_005_000 - 1)
+    assert r.positions["weight"][1, 0] == pytest.approx(4_000 * 99 / 990_500)
+
+
+def test_costs_come_out_of_the_nav_and_are_reported_separately():
+    data = _market([[100.0], [100.0]])
+    m = CostModel(commission_discount=0.6, slippage_bps=10.0, impact_coef=0.0)
+    s = portfolio.PortfolioSettings(max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(data, np.array([[1.0], [1.0]]), np.ones(2),
+                              backtest.Book.empty(1, 1e6), s, m)  # fmt: skip
+    value = 10_000 * 100.0
+    commission, slippage = value * 0.001425 * 0.6, value * 0.001
+    assert r.daily["commission"][0] == pytest.approx(commission)
+    assert r.daily["slippage"][0] == pytest.approx(slippage)
+    assert r.daily["net_return"][0] == pytest.approx(-(commission + slippage) / 1e6)
+    assert r.daily["gross_return"][0] == pytest.approx(0.0, abs=1e-15)
+    assert r.daily["turnover"][0] == pytest.approx(1.0)
+
+
+def test_no_buy_at_limit_up_no_sell_at_limit_down_no_trade_without_a_bar():
+    close = np.full((4, 3), 50.0)
+    up = np.zeros((4, 3), bool)
+    down = np.zeros((4, 3), bool)
+    bar = np.ones((4, 3), bool)
+    up[1, 0] = True  # symbol 0 is locked limit-up on the session the buy would execute
+    bar[1, 1] = False  # symbol 1 has no bar then
+    down[2, 2] = True  # symbol 2 is locked limit-down when its sell would execute
+    w = np.array([[0.3, 0.3, 0.3], [0.3, 0.3, 0.0], [0.3, 0.3, 0.0], [0.3, 0.3, 0.0]])
+    s = portfolio.PortfolioSettings(max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(_market(close, has_bar=bar, up=up, down=down), w, np.ones(4),
+                              backtest.Book.empty(3, 1e6), s, NO_COSTS)  # fmt: skip
+    blocked = r.positions["blocked"]
+    assert blocked[0].tolist() == [backtest.LIMIT_UP, backtest.NO_BAR, 0]
+    assert r.positions["shares"][0].tolist() == [0.0, 0.0, 6_000.0]
+    assert blocked[1, 2] == backtest.LIMIT_DOWN  # the exit of symbol 2 waits ...
+    assert r.positions["shares"][1].tolist() == [6_000.0, 6_000.0, 6_000.0]
+    assert r.positions["shares"][2, 2] == 0.0  # ... and goes through the next session
+
+
+def test_participation_is_capped_and_the_rest_of_the_order_is_not_filled():
+    data = _market([[10.0], [10.0]], volume=20_000)
+    m = CostModel(commission_rate=0.0, min_commission=0.0, sell_tax=0.0, slippage_bps=0.0,
+                  impact_coef=0.0, max_participation=0.1)  # fmt: skip
+    s = portfolio.PortfolioSettings(max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(data, np.array([[1.0], [1.0]]), np.ones(2),
+                              backtest.Book.empty(1, 1e6), s, m)  # fmt: skip
+    assert r.positions["trade_shares"][0, 0] == 2_000  # 10% of 20,000 shares, not 100,000
+    assert r.positions["blocked"][0, 0] == backtest.PARTICIPATION
+
+
+def test_odd_lots_and_the_no_trade_band():
+    data = _market([[333.0], [333.0], [334.0]])
+    odd = portfolio.PortfolioSettings(max_weight=1.0, odd_lots=True, min_trade_weight=0.01)
+    r = backtest.run_backtest(data, np.array([[0.5], [0.5], [0.5]]), np.ones(3),
+                              backtest.Book.empty(1, 1e6), odd, NO_COSTS)  # fmt: skip
+    assert r.positions["trade_shares"][0, 0] == 1_501  # trunc(500,000 / 333)
+    assert r.positions["trade_shares"][1, 0] == 0  # the drift is below 1% of NAV: no trade
+
+
+def test_a_name_that_leaves_the_panel_is_sold_at_its_last_price():
+    listed = np.array([[True], [True], [False]])
+    close = np.array([[20.0], [22.0], [np.nan]])
+    data = _market(close, listed=listed, has_bar=listed)
+    s = portfolio.PortfolioSettings(max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(data, np.array([[0.5], [0.5], [0.0]]), np.ones(3),
+                              backtest.Book.empty(1, 1e6), s, NO_COSTS)  # fmt: skip
+    assert r.daily["delisted"][1] == 1
+    assert r.positions["shares"][1, 0] == 0.0
+    assert r.book.cash == pytest.approx(r.daily["nav"][1])
+    assert r.warnings and "left the panel" in r.warnings[0]
+
+
+def test_a_run_split_in_two_with_the_book_carried_equals_one_run():
+    rng = np.random.default_rng(5)
+    t_n, n = 30, 8
+    close = 50 * np.cumprod(1 + 0.02 * rng.standard_normal((t_n, n)), axis=0)
+    data = _market(close, vwap=close * (1 + 0.002 * rng.standard_normal((t_n, n))))
+    w = portfolio.target_weights(rng.standard_normal((t_n, n)) * 0.01, np.ones((t_n, n), bool),
+                                 np.full(t_n, 0.9), portfolio.PortfolioSettings(max_weight=0.3))  # fmt: skip
+    s = portfolio.PortfolioSettings(max_weight=0.3)
+    whole = backtest.run_backtest(data, w, np.full(t_n, 0.7), backtest.Book.empty(n, 1e8), s)
+    k = 12
+
+    def part(lo, hi):
+        return backtest.MarketData(**{f: getattr(data, f)[lo:hi] for f in (
+            "close", "close_adj", "vwap_adj", "volume", "has_bar", "limit_up", "limit_down",
+            "listed")})  # fmt: skip
+
+    first = backtest.run_backtest(part(0, k + 1), w[: k + 1], np.full(k + 1, 0.7),
+                                  backtest.Book.empty(n, 1e8), s)  # fmt: skip
+    second = backtest.run_backtest(part(k, t_n), w[k:], np.full(t_n - k, 0.7), first.book, s)
+    for key, v in whole.daily.items():
+        np.testing.assert_array_equal(np.r_[first.daily[key], second.daily[key]], v, err_msg=key)
+    np.testing.assert_array_equal(second.book.adj_shares, whole.book.adj_shares)
+
+
+def test_bad_weights_fail_with_one_line():
+    data = _market([[10.0], [10.0]])
+    with pytest.raises(QGError, match="long only"):
+        backtest.run_backtest(data, np.array([[-0.1], [0.0]]), np.ones(2),
+                              backtest.Book.empty(1, 1e6))  # fmt: skip
