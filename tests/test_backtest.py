@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from quant_genesis_dagster.domain import backtest, portfolio
 from quant_genesis_dagster.domain.costs import CostModel, trade_costs
@@ -210,7 +212,7 @@ def test_a_run_split_in_two_with_the_book_carried_equals_one_run():
     second = backtest.run_backtest(part(k, t_n), w[k:], np.full(t_n - k, 0.7), first.book, s)
     for key, v in whole.daily.items():
         np.testing.assert_array_equal(np.r_[first.daily[key], second.daily[key]], v, err_msg=key)
-    np.testing.assert_array_equal(second.book.adj_shares, whole.book.adj_shares)
+    np.testing.assert_array_equal(second.book.shares, whole.book.shares)
 
 
 def test_bad_weights_fail_with_one_line():
@@ -218,3 +220,148 @@ def test_bad_weights_fail_with_one_line():
     with pytest.raises(QGError, match="long only"):
         backtest.run_backtest(data, np.array([[-0.1], [0.0]]), np.ones(2),
                               backtest.Book.empty(1, 1e6))  # fmt: skip
+
+
+# ------------------------------------------------------------------ the sample market, frames
+
+from sample_data import sample_data  # noqa: E402
+
+from quant_genesis_dagster.domain import cleaning  # noqa: E402
+from quant_genesis_dagster.domain.factors import chip  # noqa: E402
+from quant_genesis_dagster.domain.factors import stack as factor_stack  # noqa: E402
+from quant_genesis_dagster.domain.params import DEFAULTS  # noqa: E402
+
+VERSION = "quant_genesis_params/v1"
+SIGNAL_COLUMNS = {"session": pl.Date, "symbol": pl.String, "signal": pl.String,
+                  "action": pl.String, "strength": pl.Float64}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def book_inputs():
+    data = sample_data()
+    flows = chip.main_force_flows(
+        cleaning.clean_records("broker_flows", data.raw["broker_flows"]).data, data.panel
+    )
+    s = factor_stack.factor_stack(flows, data.panel, data.raw["news"], DEFAULTS, VERSION,
+                                  tables=True)  # fmt: skip
+    return {
+        "panel": data.panel,
+        "predictions": s.predictions,
+        "lac": s.tables["chip"].select("session", "symbol", "lac"),
+        "value": s.tables["value"].select("session", "symbol", "equity_multiplier"),
+        "signals": pl.DataFrame(schema=SIGNAL_COLUMNS),
+    }
+
+
+def _simulate(inputs, lo, hi, prior_positions=None, prior_combined=None, **changes):
+    def window(df):
+        return df.filter(pl.col("session").is_between(lo, hi))
+
+    frames = {k: window(v) for k, v in inputs.items()} | changes
+    return backtest.simulate(
+        frames["panel"], frames["predictions"], frames["lac"], frames["value"],
+        frames["signals"], lambda v: DEFAULTS, DEFAULTS,
+        prior_positions if prior_positions is not None
+        else pl.DataFrame(schema=backtest.POSITIONS_SCHEMA),
+        prior_combined if prior_combined is not None
+        else pl.DataFrame(schema=backtest.RETURNS_SCHEMA),
+    )  # fmt: skip
+
+
+def _sessions(inputs):
+    return inputs["panel"]["session"].unique().sort().to_list()
+
+
+def test_the_sample_book_trades_pays_costs_and_respects_its_caps(book_inputs):
+    days = _sessions(book_inputs)
+    out = _simulate(book_inputs, days[250], days[-1])
+    r = out.strategy_returns
+    combined = r.filter(pl.col("strategy") == "combined")
+    assert combined.height == len(days) - 251
+    assert combined["n_positions"].max() > 10
+    assert (combined["commission"] > 0).any() and (combined["tax"] > 0).any()
+    assert (r["cost_drag"].drop_nulls() >= 0).all()
+    pos = out.positions
+    cap = DEFAULTS.w_macro * portfolio.PortfolioSettings().max_weight
+    assert (pos["next_target_weight"] <= cap + 1e-12).all()  # targets: exactly within the cap
+    # held weights drift with prices between trims: at most the cap plus the no-trade band,
+    # moved by one session's price limit
+    band = portfolio.PortfolioSettings().min_trade_weight
+    assert (pos["weight"] <= (cap + band) * 1.10 + 1e-9).all()
+    lots = pos.filter(pl.col("trade_shares") != 0)["trade_shares"]
+    assert ((lots % 1000) == 0).mean() > 0.99  # whole lots (an exit may sell an odd remainder)
+    assert (r["param_version"].drop_nulls() == VERSION).all()
+
+
+def test_a_daily_run_from_the_stored_book_equals_the_backfill(book_inputs):
+    days = _sessions(book_inputs)
+    lo, mid, hi = days[250], days[400], days[-1]
+    whole = _simulate(book_inputs, lo, hi)
+    first = _simulate(book_inputs, lo, mid)
+    at_mid = pl.col("session") == mid
+    second = _simulate(
+        book_inputs, mid, hi,
+        first.positions.filter(at_mid),
+        first.strategy_returns.filter(at_mid & (pl.col("strategy") == "combined")),
+    )  # fmt: skip
+    for name in ("strategy_returns", "positions"):
+        a = getattr(whole, name).filter(pl.col("session") > mid)
+        b = getattr(second, name)
+        assert_frame_equal(a, b, check_exact=True)
+
+
+def test_truncation_and_perturbation_after_d_leave_the_book_up_to_d_unchanged(book_inputs):
+    days = _sessions(book_inputs)
+    lo, d = days[250], days[420]
+    full = _simulate(book_inputs, lo, days[-1])
+    cut = _simulate(book_inputs, lo, d)
+    later = pl.col("session") > d
+    moved = {
+        "panel": book_inputs["panel"].with_columns(
+            close=pl.when(later).then(pl.col("close") * 1.3).otherwise(pl.col("close")),
+            close_adj=pl.when(later).then(pl.col("close_adj") * 1.3).otherwise(pl.col("close_adj")),
+        ),
+        "predictions": book_inputs["predictions"].with_columns(
+            r_pred_5d=pl.when(later).then(-pl.col("r_pred_5d")).otherwise(pl.col("r_pred_5d"))
+        ),
+    }
+    perturbed = _simulate(book_inputs | moved, lo, days[-1])
+    upto = pl.col("session") <= d
+    for name in ("strategy_returns", "positions"):
+        ref = getattr(cut, name)
+        assert_frame_equal(getattr(full, name).filter(upto), ref, check_exact=True)
+        assert_frame_equal(getattr(perturbed, name).filter(upto), ref, check_exact=True)
+    assert not full.strategy_returns.filter(later).equals(perturbed.strategy_returns.filter(later))
+
+
+def test_a_session_without_predictions_exits_the_book_and_says_so(book_inputs):
+    days = _sessions(book_inputs)
+    lo, gap = days[250], days[300]
+    preds = book_inputs["predictions"].filter(pl.col("session") != gap)
+    out = _simulate(book_inputs, lo, days[320], predictions=preds.filter(
+        pl.col("session").is_between(lo, days[320])))  # fmt: skip
+    after = out.strategy_returns.filter(
+        (pl.col("session") == days[301]) & (pl.col("strategy") == "combined")
+    )
+    assert after["no_predictions"].item() is True
+    assert after["intended_exposure"].item() == 0.0
+    assert any("without predictions" in w for w in out.warnings)
+
+
+def test_a_market_risk_cut_scales_the_intended_exposure(book_inputs):
+    days = _sessions(book_inputs)
+    lo, hi = days[250], days[260]
+    cut = pl.DataFrame(
+        {"session": [days[255]], "symbol": [None], "signal": ["vix_high"], "action": ["reduce"],
+         "strength": [0.5]}, schema=SIGNAL_COLUMNS,
+    )  # fmt: skip
+    base = _simulate(book_inputs, lo, hi)
+    reduced = _simulate(book_inputs, lo, hi, signals=cut)
+
+    def intended(out):
+        r = out.strategy_returns.filter(
+            (pl.col("session") == days[256]) & (pl.col("strategy") == "macro")
+        )
+        return r["intended_exposure"].item()
+
+    assert intended(reduced) == pytest.approx(0.5 * intended(base))

@@ -88,14 +88,21 @@ def target_weights(
     if multiplier is not None:
         score = score * np.clip(np.nan_to_num(np.asarray(multiplier, float), nan=1.0), 0, 1)
     t_n, n = score.shape
-    if n > settings.max_names:  # keep the max_names highest (stable: ties by symbol order)
-        order = np.argsort(-score, axis=1, kind="stable")
-        drop = order[:, settings.max_names :]
-        np.put_along_axis(score, drop, 0.0, axis=1)
-    total = score.sum(axis=1)
+    k = settings.max_names
+    if n < k:  # pad, so the kept block is always k wide (see below)
+        score = np.hstack([score, np.zeros((t_n, k - n))])
+    # the k highest scores of each row, highest first (stable: ties by symbol order). All sums
+    # run over this (T, k) block, so a name's weight does not depend on how many other (zero)
+    # symbols the universe holds: a run over a narrower universe gives the same bits.
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(score, order, axis=1)
+    total = top.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(total[:, None] > 0, score / total[:, None] * e[:, None], 0.0)
-    return _cap(w, score, settings.max_weight)
+        w_top = np.where(total[:, None] > 0, top / total[:, None] * e[:, None], 0.0)
+    w_top = _cap(w_top, top, settings.max_weight)
+    out = np.zeros((t_n, max(n, k)))
+    np.put_along_axis(out, order, w_top, axis=1)
+    return out[:, :n]
 
 
 def _cap(w: np.ndarray, score: np.ndarray, cap: float) -> np.ndarray:

@@ -511,6 +511,71 @@ class Signals(Base):
     __table_args__ = (Index(None, "session", "symbol"),)
 
 
+# --------------------------------------------------------------------------------------------
+# portfolio and backtest (SPEC §6)
+# --------------------------------------------------------------------------------------------
+
+
+class StrategyReturns(Base):
+    """One row per session and strategy: what the book earned over ``session`` from the targets
+    decided after the previous close (``domain.backtest``). Strategies: ``macro`` (the daily
+    sleeve, on its capital W_Macro × NAV), ``combined`` (the whole book; the intraday sleeve is
+    cash until the sidecar trades it) and, with the sidecar, ``intraday``. Money in TWD; returns,
+    turnover and costs as fractions of ``capital``."""
+
+    __tablename__ = "strategy_returns"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    capital: Mapped[float] = mapped_column(Float)  # TWD at the start of the session
+    pnl: Mapped[float] = mapped_column(Float)  # TWD, after costs
+    nav: Mapped[float] = mapped_column(Float)  # TWD: the book's NAV after the close
+    cash: Mapped[float] = mapped_column(Float)  # TWD: the book's cash (negative = borrowed)
+    net_return: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gross_return: Mapped[float | None] = mapped_column(Float, nullable=True)  # before costs
+    turnover: Mapped[float | None] = mapped_column(Float, nullable=True)  # traded / capital
+    cost_drag: Mapped[float | None] = mapped_column(Float, nullable=True)  # costs / capital
+    commission: Mapped[float] = mapped_column(Float)  # TWD
+    tax: Mapped[float] = mapped_column(Float)  # TWD
+    slippage: Mapped[float] = mapped_column(Float)  # TWD
+    financing: Mapped[float] = mapped_column(Float)  # TWD on borrowed cash
+    dividends: Mapped[float] = mapped_column(Float)  # TWD credited on ex-dates
+    gross_exposure: Mapped[float] = mapped_column(Float)  # Σ |position| / capital base
+    intended_exposure: Mapped[float] = mapped_column(Float)  # Σ target weights decided
+    n_positions: Mapped[int] = mapped_column(Integer)
+    blocked_orders: Mapped[int] = mapped_column(Integer)  # limit / no bar / participation
+    stale_marks: Mapped[int] = mapped_column(Integer)  # held names marked at an old price
+    delisted: Mapped[int] = mapped_column(Integer)  # held names sold as they left the panel
+    no_predictions: Mapped[bool] = mapped_column(Boolean)  # the decision day had none
+    param_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PortfolioPositions(Base):
+    """The book per session, strategy and symbol after the close: every name held, traded, or
+    targeted for the next session. ``target_weight`` was decided after the previous close and
+    executed on ``session``; ``next_target_weight`` is decided after this close (tomorrow's
+    orders). Shares are raw shares; ``shares`` × ``mark`` is the value."""
+
+    __tablename__ = "portfolio_positions"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shares: Mapped[float] = mapped_column(Float)  # raw shares held after the close
+    mark: Mapped[float | None] = mapped_column(Float, nullable=True)  # raw close valued at
+    factor: Mapped[float | None] = mapped_column(Float, nullable=True)  # close_adj / close
+    value: Mapped[float] = mapped_column(Float)  # TWD
+    weight: Mapped[float] = mapped_column(Float)  # value / the book's NAV
+    target_weight: Mapped[float] = mapped_column(Float)  # of the book, decided at the last close
+    next_target_weight: Mapped[float] = mapped_column(Float)  # decided after this close
+    trade_shares: Mapped[float] = mapped_column(Float)  # + bought, − sold on this session
+    trade_price: Mapped[float | None] = mapped_column(Float, nullable=True)  # raw VWAP
+    commission: Mapped[float] = mapped_column(Float)  # TWD
+    tax: Mapped[float] = mapped_column(Float)  # TWD
+    slippage: Mapped[float] = mapped_column(Float)  # TWD
+    dividend: Mapped[float] = mapped_column(Float)  # TWD credited on an ex-date (see backtest)
+    blocked: Mapped[str | None] = mapped_column(String(16), nullable=True)  # why not filled
+    param_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 #: Factor and prediction tables, in the order the daily graph writes them.
 DERIVED_TABLES: tuple[type[Base], ...] = (
     MainForceFlows,
@@ -520,6 +585,8 @@ DERIVED_TABLES: tuple[type[Base], ...] = (
     ZscoredFactors,
     Predictions,
     Signals,
+    StrategyReturns,
+    PortfolioPositions,
 )
 
 # Tables that a session partition owns, by asset-facing name.
