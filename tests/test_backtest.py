@@ -283,11 +283,13 @@ def test_the_sample_book_trades_pays_costs_and_respects_its_caps(book_inputs):
     assert (r["cost_drag"].drop_nulls() >= 0).all()
     pos = out.positions
     cap = DEFAULTS.w_macro * portfolio.PortfolioSettings().max_weight
-    assert (pos["next_target_weight"] <= cap + 1e-12).all()  # targets: exactly within the cap
-    # held weights drift with prices between trims: at most the cap plus the no-trade band,
-    # moved by one session's price limit
-    band = portfolio.PortfolioSettings().min_trade_weight
-    assert (pos["weight"] <= (cap + band) * 1.10 + 1e-9).all()
+    # a target is within the cap exactly; between rebalances the target is the held weight
+    decided = pos.filter(pl.col("next_target_weight") != pl.col("weight"))
+    assert decided.height and (decided["next_target_weight"] <= cap + 1e-12).all()
+    # held weights drift with prices between rebalances: at most the cap plus the no-trade
+    # band, moved by the price limit on every session until the next rebalance
+    s = portfolio.PortfolioSettings()
+    assert (pos["weight"] <= (cap + s.min_trade_weight) * 1.10**s.rebalance_every).all()
     lots = pos.filter(pl.col("trade_shares") != 0)["trade_shares"]
     assert ((lots % 1000) == 0).mean() > 0.99  # whole lots (an exit may sell an odd remainder)
     assert (r["param_version"].drop_nulls() == VERSION).all()
@@ -365,3 +367,28 @@ def test_a_market_risk_cut_scales_the_intended_exposure(book_inputs):
         return r["intended_exposure"].item()
 
     assert intended(reduced) == pytest.approx(0.5 * intended(base))
+
+
+def test_between_rebalances_positions_are_held_and_exits_still_go_through():
+    data = _market(np.full((4, 2), 40.0))
+    nan = np.nan
+    # session 0 decides 40% each; sessions 1-2 are between rebalances (NaN = hold) except that
+    # symbol 1 must go on session 2 (0 = exit)
+    w = np.array([[0.4, 0.4], [nan, nan], [nan, 0.0], [nan, nan]])
+    s = portfolio.PortfolioSettings(max_weight=1.0, min_trade_weight=0.0)
+    r = backtest.run_backtest(data, w, np.ones(4), backtest.Book.empty(2, 1e6), s, NO_COSTS)
+    shares = r.positions["shares"]
+    assert shares[0].tolist() == [10_000.0, 10_000.0]
+    assert shares[1].tolist() == [10_000.0, 10_000.0]  # held
+    assert shares[2].tolist() == [10_000.0, 0.0]  # the exit went through
+    assert r.positions["target_weight"][1, 0] == pytest.approx(r.positions["weight"][1, 0])
+
+
+def test_the_rebalance_schedule_is_anchored_on_the_calendar():
+    from quant_genesis_dagster.domain import calendar
+
+    days = np.array(calendar.sessions("2024-01-02", "2024-03-29"), dtype="datetime64[D]")
+    every = portfolio.is_rebalance_session(days, 5)
+    assert every.sum() in (len(days) // 5, len(days) // 5 + 1)
+    later = portfolio.is_rebalance_session(days[7:], 5)
+    np.testing.assert_array_equal(every[7:], later)  # a later start, the same schedule

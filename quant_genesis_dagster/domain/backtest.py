@@ -142,8 +142,8 @@ def run_backtest(
 ) -> BacktestResult:
     """Execute the targets decided after each session's close during the next session.
 
-    ``weights``: (T, N) macro target weights (fractions of the macro sleeve) decided after the
-    close of each session (row T−1's targets are for the session after the inputs and are not
+    ``weights``: (T, N) macro target weights (fractions of the macro sleeve; NaN = hold the
+    position as it is) decided after the close of each session (row T−1's targets are for the session after the inputs and are not
     executed here); ``w_macro``: (T,) the macro sleeve's share of the book at each decision;
     ``book``: the state after the close of session 0 of the inputs (``Book.empty`` to start
     flat). Session 0 is decision-only: the result covers sessions 1..T−1.
@@ -155,8 +155,8 @@ def run_backtest(
     wm = np.asarray(w_macro, dtype=np.float64)
     if w.shape != (t_n, n) or wm.shape != (t_n,):
         raise QGError(f"backtest: weights must be {(t_n, n)} and w_macro ({t_n},)")
-    if np.any(~np.isfinite(w)) or np.any(w < 0):
-        raise QGError("backtest: target weights must be finite and >= 0 (long only)")
+    if np.any(np.isinf(w)) or np.any(w < 0):
+        raise QGError("backtest: target weights must be >= 0 (long only) or NaN (hold)")
     if book.shares.shape != (n,):
         raise QGError(f"backtest: the book holds {book.shares.size} symbols, the data {n}")
     lot = 1 if settings.odd_lots else market.LOT_SIZE
@@ -198,7 +198,7 @@ def run_backtest(
         prev_close = data.close[t - 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             target_raw = np.where(
-                (w[t - 1] > 0) & np.isfinite(prev_close) & (prev_close > 0),
+                (np.nan_to_num(w[t - 1]) > 0) & np.isfinite(prev_close) & (prev_close > 0),
                 _lots(w[t - 1] * sleeve / np.where(prev_close > 0, prev_close, 1.0), lot),
                 0.0,
             )
@@ -209,9 +209,11 @@ def run_backtest(
             step = np.where(ok_t & (q != 0) & np.isfinite(last_k), k_now / last_k - 1.0, 0.0)
         dividend = np.where(step != 0, q * np.where(ok_t, data.close[t], 0.0) * step, 0.0)
         cash += _total(dividend)
-        order = target_raw - q
+        hold = np.isnan(w[t - 1])  # between rebalances: keep the position as it is
+        order = np.where(hold, 0.0, target_raw - q)
         ref_price = np.where(np.isfinite(prev_close), prev_close, 0.0)
         small = (np.abs(order) * ref_price < settings.min_trade_weight * nav0) & (target_raw > 0)
+        small &= ~hold
         order[small] = 0.0
         order[np.abs(order) < 1e-9] = 0.0
 
@@ -294,7 +296,7 @@ def run_backtest(
         d["buy_value"][i], d["sell_value"][i] = _total(buy), _total(sell)
         d["dividends"][i] = _total(dividend)
         d["gross_exposure"][i] = _total(np.abs(mark)) / nav
-        d["intended_exposure"][i] = _total(w[t - 1]) * wm[t - 1]
+        d["intended_exposure"][i] = _total(np.nan_to_num(w[t - 1])) * wm[t - 1]
         d["n_positions"][i] = int(np.count_nonzero(q))
         d["blocked_orders"][i] = int(np.count_nonzero(blocked))
         d["stale_marks"][i] = int(stale.sum())
@@ -311,7 +313,7 @@ def run_backtest(
         p["trade_price"][i][nz] = price_raw[nz]
         p["commission"][i], p["tax"][i], p["slippage"][i] = c.commission, c.tax, c.slippage
         p["dividend"][i] = dividend
-        p["target_weight"][i] = w[t - 1] * wm[t - 1]
+        p["target_weight"][i] = np.where(hold, mark / nav, w[t - 1] * wm[t - 1])
         p["blocked"][i] = blocked
 
     out = Book(cash=cash, shares=q, last_close=last_close, last_factor=last_k, nav=nav)
@@ -537,7 +539,10 @@ def _returns_rows(sessions, r: BacktestResult, w_macro, intended, no_pred, versi
 def _position_rows(sessions, symbols, r: BacktestResult, weights, w_macro, versions):
     p = r.positions
     idx = r.session_index
-    next_target = weights[idx] * w_macro[idx][:, None]
+    # tomorrow's orders: a target, or (NaN: between rebalances) the position as it stands
+    next_target = np.where(
+        np.isnan(weights[idx]), p["weight"], weights[idx] * w_macro[idx][:, None]
+    )
     keep = (
         (p["shares"] != 0)
         | (p["trade_shares"] != 0)
