@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_genesis_dagster.defs.backtest import book
 from quant_genesis_dagster.defs.clean import aligned_panel, cleaned_prices
 from quant_genesis_dagster.defs.factors import (
     chip_factors,
@@ -17,6 +18,7 @@ from quant_genesis_dagster.defs.jobs import daily_job
 from quant_genesis_dagster.defs.predictions import predictions, signals
 from quant_genesis_dagster.defs.raw import raw_stock_info, raw_tables
 from quant_genesis_dagster.defs.resources import (
+    BacktestResource,
     DataSourceResource,
     FactorSettingsResource,
     ParamStoreResource,
@@ -37,6 +39,7 @@ defs = dg.Definitions(
         zscored_factors,
         predictions,
         signals,
+        book,
     ],
     jobs=[daily_job],
     resources={
@@ -44,5 +47,6 @@ defs = dg.Definitions(
         "data_source": DataSourceResource(),
         "factor_settings": FactorSettingsResource(),
         "param_store": ParamStoreResource(),
+        "backtest_settings": BacktestResource(),
     },
 )

@@ -22,6 +22,8 @@ EXPECTED_ASSETS = {
     "zscored_factors",
     "predictions",
     "signals",
+    "portfolio_positions",
+    "strategy_returns",
 }
 #: External assets: reported by the sidecar, not materialized by a job.
 EXTERNAL_ASSETS = {"intraday_eod"}
@@ -48,6 +50,9 @@ EXPECTED_CHECKS = {
     ("predictions", "params_in_range"),
     ("predictions", "no_infinities"),
     ("signals", "every_signal_has_reasons"),
+    ("strategy_returns", "costs_non_negative"),
+    ("portfolio_positions", "weights_within_caps"),
+    ("strategy_returns", "metrics_finite"),
 }
 
 

@@ -198,3 +198,16 @@ def test_checks_pass_on_the_sample_market_and_flag_the_vendor_gap(worlds):
     assert not coverage.passed
     below = coverage.metadata["sessions_below"].value  # e.g. "['2024-07-10']"
     assert {d.isoformat() for d in gaps} <= {x.strip(" '") for x in below.strip("[]").split(",")}
+
+
+def test_the_book_has_two_strategy_rows_per_session_after_the_first_and_holds_names(worlds):
+    eng = worlds["w1"]["engine"]
+    r = io.read_slice(eng, models.StrategyReturns, S, D20)
+    # the first session has no decision before it (the data start there): no row
+    assert r["session"].min() == calendar.shift_session(S, 1)
+    per_session = r.group_by("session").len()
+    assert (per_session["len"] == 2).all()
+    assert per_session.height == len(calendar.sessions(S, D20)) - 1
+    pos = io.read_slice(eng, models.PortfolioPositions, S, D20)
+    assert pos.filter(pl.col("shares") > 0).height > 0
+    assert (r.filter(pl.col("strategy") == "combined")["n_positions"].max() or 0) > 5

@@ -9,7 +9,9 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from quant_genesis_dagster.defs.common import as_failure
+from quant_genesis_dagster.domain.costs import CostModel
 from quant_genesis_dagster.domain.params import FactorSettings
+from quant_genesis_dagster.domain.portfolio import PortfolioSettings
 from quant_genesis_dagster.domain.registry import ParamStore
 from quant_genesis_dagster.domain.sources.base import DataSource, make_source
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
@@ -105,6 +107,54 @@ class FactorSettingsResource(dg.ConfigurableResource):
                 zscore_method=self.zscore_method,
                 industry_neutral=self.industry_neutral,
                 winsor_pct=self.winsor_pct,
+            )
+        except QGError as err:
+            raise as_failure(err) from err
+
+
+class BacktestResource(dg.ConfigurableResource):
+    """How the book is built and what trading costs (``domain.portfolio.PortfolioSettings`` and
+    ``domain.costs.CostModel``): capital, ranking horizon, caps, lots, rebalancing, broker
+    discount, slippage. Definition-level settings, not calibrated parameters (those are the
+    ``ParamSet`` versions in MLflow)."""
+
+    capital: float = PortfolioSettings.capital
+    horizon: int = PortfolioSettings.horizon
+    max_names: int = PortfolioSettings.max_names
+    max_weight: float = PortfolioSettings.max_weight
+    odd_lots: bool = PortfolioSettings.odd_lots
+    min_trade_weight: float = PortfolioSettings.min_trade_weight
+    rebalance_every: int = PortfolioSettings.rebalance_every
+    financing_rate: float = PortfolioSettings.financing_rate
+    commission_discount: float = CostModel.commission_discount
+    min_commission: float = CostModel.min_commission
+    slippage_bps: float = CostModel.slippage_bps
+    impact_coef: float = CostModel.impact_coef
+    max_participation: float = CostModel.max_participation
+
+    def portfolio(self) -> PortfolioSettings:
+        try:
+            return PortfolioSettings(
+                capital=self.capital,
+                horizon=self.horizon,
+                max_names=self.max_names,
+                max_weight=self.max_weight,
+                odd_lots=self.odd_lots,
+                min_trade_weight=self.min_trade_weight,
+                rebalance_every=self.rebalance_every,
+                financing_rate=self.financing_rate,
+            )
+        except QGError as err:
+            raise as_failure(err) from err
+
+    def costs(self) -> CostModel:
+        try:
+            return CostModel(
+                commission_discount=self.commission_discount,
+                min_commission=self.min_commission,
+                slippage_bps=self.slippage_bps,
+                impact_coef=self.impact_coef,
+                max_participation=self.max_participation,
             )
         except QGError as err:
             raise as_failure(err) from err

@@ -440,6 +440,7 @@ def simulate(
     w_macro = np.full(t_n, fallback.w_macro)
     versions: list[str | None] = [None] * t_n
     intended = np.zeros(t_n)
+    rebalance = portfolio.is_rebalance_session(g.sessions, settings.rebalance_every)
     found = predictions["param_version"].drop_nulls().unique().sort().to_list()
     for v in found:
         params = params_of(v)
@@ -449,9 +450,11 @@ def simulate(
         weights[rows] = wide(d.weights, 0.0)[rows]
         w_macro[rows] = params.w_macro
         intended[rows] = d.exposure[rows]
+        rebalance[rows] = d.rebalance[rows]
         for i in np.flatnonzero(rows):
             versions[i] = v
     no_pred = np.array([v is None for v in versions])
+    rebalance |= no_pred  # a session without predictions exits the book
 
     book = book_from_rows(
         prior_positions.filter(pl.col("strategy") == MACRO) if "strategy" in prior_positions.columns
@@ -467,13 +470,15 @@ def simulate(
             "the book exits its positions"
         )
     return BookTables(
-        strategy_returns=_returns_rows(g.sessions, r, w_macro, intended, no_pred, versions),
+        strategy_returns=_returns_rows(
+            g.sessions, r, w_macro, intended, no_pred, rebalance, versions
+        ),
         positions=_position_rows(g.sessions, symbols, r, weights, w_macro, versions),
         warnings=warnings,
     )
 
 
-def _returns_rows(sessions, r: BacktestResult, w_macro, intended, no_pred, versions):
+def _returns_rows(sessions, r: BacktestResult, w_macro, intended, no_pred, rebalance, versions):
     d = r.daily
     prev = r.session_index - 1  # the decision session of each simulated one
     nav0 = d["nav_before"]
@@ -502,6 +507,7 @@ def _returns_rows(sessions, r: BacktestResult, w_macro, intended, no_pred, versi
         "stale_marks": d["stale_marks"].astype(np.int32),
         "delisted": d["delisted"].astype(np.int32),
         "no_predictions": no_pred[prev],
+        "rebalanced": rebalance[prev],
         "param_version": [versions[i] for i in prev],
     }
     combined = pl.DataFrame(

@@ -159,7 +159,8 @@ class Decisions:
     """Targets decided after each session's close, on the panel's grid: ``weights`` (T, N)
     of the macro sleeve (NaN = hold the position as it is: a session between rebalances), ``w_macro`` (T,), the intended exposure of the sleeve (T,), the
     market exposure scale (T,) and the parameter version of the predictions (T,; None on a
-    session without predictions), and ``no_predictions`` (T,) bool."""
+    session without predictions), ``no_predictions`` (T,) bool and ``rebalance`` (T,) bool
+    (the session re-ranks the book; otherwise positions are held except exits)."""
 
     weights: np.ndarray
     w_macro: np.ndarray
@@ -167,6 +168,7 @@ class Decisions:
     market_scale: np.ndarray
     param_version: list[str | None]
     no_predictions: np.ndarray
+    rebalance: np.ndarray
 
 
 def decide(
@@ -264,4 +266,5 @@ def decide(
         market_scale=market_scale,
         param_version=version,
         no_predictions=no_pred,
+        rebalance=rebalance,
     )

@@ -546,6 +546,7 @@ class StrategyReturns(Base):
     stale_marks: Mapped[int] = mapped_column(Integer)  # held names marked at an old price
     delisted: Mapped[int] = mapped_column(Integer)  # held names sold as they left the panel
     no_predictions: Mapped[bool] = mapped_column(Boolean)  # the decision day had none
+    rebalanced: Mapped[bool] = mapped_column(Boolean)  # the decision day re-ranked the book
     param_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
