@@ -24,6 +24,7 @@ from quant_genesis_dagster.defs.resources import (
     ParamStoreResource,
     WarehouseResource,
 )
+from quant_genesis_dagster.defs.schedules import daily_schedule
 
 defs = dg.Definitions(
     assets=[
@@ -42,6 +43,7 @@ defs = dg.Definitions(
         book,
     ],
     jobs=[daily_job],
+    schedules=[daily_schedule],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),

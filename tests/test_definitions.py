@@ -101,3 +101,37 @@ def test_a_non_session_partition_key_is_refused_before_anything_runs(tmp_path):
         else:
             raise AssertionError("a typhoon closure must not be a partition")
         assert instance.get_runs() == []
+
+
+def test_the_daily_schedule_runs_after_each_session_and_skips_a_holiday_week_gap():
+    """The week of Taiwan's National Day (Thursday 2024-10-10, no session): ticks at 06:00
+    Asia/Taipei process the previous day; the holiday and the weekend give no run."""
+    import zoneinfo
+
+    from quant_genesis_dagster.defs.schedules import daily_schedule
+
+    tz = zoneinfo.ZoneInfo("Asia/Taipei")
+    runs, skips = {}, {}
+    for day in range(8, 15):  # Tuesday 10-08 .. Monday 10-14 mornings
+        tick = dt.datetime(2024, 10, day, 6, 0, tzinfo=tz)
+        with dg.build_schedule_context(
+            scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        ) as ctx:
+            out = daily_schedule.evaluate_tick(ctx)
+        if out.run_requests:
+            (req,) = out.run_requests
+            runs[tick.date()] = req.partition_key
+        else:
+            skips[tick.date()] = out.skip_message
+    assert runs == {
+        dt.date(2024, 10, 8): "2024-10-07",
+        dt.date(2024, 10, 9): "2024-10-08",
+        dt.date(2024, 10, 10): "2024-10-09",
+        dt.date(2024, 10, 12): "2024-10-11",  # Saturday morning: Friday's session
+    }
+    assert "2024-10-10 is not an XTAI session" in skips[dt.date(2024, 10, 11)]
+    assert set(skips) == {dt.date(2024, 10, 11), dt.date(2024, 10, 13), dt.date(2024, 10, 14)}
+    # every requested partition is a partition of the job
+    keys = set(trading_days_partitions_def.get_partition_keys())
+    assert set(runs.values()) <= keys
+    assert daily_schedule.execution_timezone == "Asia/Taipei"
