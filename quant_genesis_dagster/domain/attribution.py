@@ -7,8 +7,10 @@ its **realization session** D and attributes what was predicted at ``pred_sessio
 (h XTAI sessions earlier); a row dated D reads nothing dated after D:
 
 * realized return   ``R_h[D] = close_adj[D] / close_adj[D−h] − 1`` — the h-session return that
-  ends at D; null unless D has a fresh bar (``has_bar``, when the panel has it: a carried close
-  is not a realization) and close_adj[D−h] exists. ``R_1`` is the panel's ``ret_1d``.
+  ends at D; null when either close is missing, and — when the panel has ``has_bar`` — when
+  either session has no bar of its own: a close carried over a missing day or a suspension is
+  not a price anyone traded at, and would book two sessions' move as one. So ``R_1`` is the
+  panel's ``ret_1d`` on the rows whose previous session had a bar (null on the others).
 * residual          ``Res_h[D] = R_h[D] − r_pred_{h}d[D−h]``: ``Res_1[D]`` is session D's return
   minus the 1-session prediction made after the close of D−1.
 * factor return     OLS of ``R_h[D]`` on F_C, F_S, F_D of D−h (with intercept), per (D, h).
@@ -18,6 +20,16 @@ its **realization session** D and attributes what was predicted at ``pred_sessio
   cumulative R_h grows like √h for a factor that does not decay, so it cannot show aging).
 * factor change     ``ΔF_k[D] = F_k[D−1] − F_k[D−2]``: the change of the exposure the prediction
   for session D was built on.
+* resid_corr        ``Σ_d Σ_i dRes·dΔF / √(Σ_d Σ_i dRes² · Σ_d Σ_i dΔF²)`` over the last
+  ``resid_window`` sessions d ≤ D, with Res_1 and ΔF_k centered within each day's
+  cross-section (the day's market move, common to every residual, drops out); the
+  ``failed_factor`` of D is the composite with the largest |resid_corr| when it reaches
+  ``fail_min_corr`` (null otherwise): the factor whose change best explains what the
+  prediction missed.
+* aging             ``rolling_*``: means of the daily ICs over the last ``ic_window`` sessions;
+  ``half_life`` = ln 2 / λ from IC(h) = IC(1)·exp(−λ(h−1)) fitted to the rolling lag rank ICs
+  at h = 1, 5, 10; ``aging_alert`` when the rolling rank IC at horizon 1 is below
+  ``alert_threshold``.
 * contribution      ``Σ_i w_i[D] · F_k,i[D−1] · f_k[D]`` with ``w[D]`` the weight held over
   session D (set at the close of D−1) and ``f_k[D]`` the 1-session factor return.
 
@@ -94,7 +106,7 @@ DIAGNOSIS_SCHEMA = pl.Schema(
         "session": pl.Date,
         "factor": pl.String,
         "resid_corr": pl.Float64,  # rolling corr(Res_1, ΔF) (composites only)
-        "decay_rate": pl.Float64,  # λ per session of IC(h) = IC(1)·exp(−λ(h−1))
+        "decay_rate": pl.Float64,  # λ per session: rolling lag rank IC(h) = IC(1)·e^(−λ(h−1))
         "half_life": pl.Float64,  # ln 2 / λ, sessions
         "aging_alert": pl.Boolean,  # rolling rank IC (h = 1) below alert_threshold
         "param_version": pl.String,  # of the predictions made at D − 1
@@ -420,8 +432,9 @@ def subset_ranks(srt: _Sorted, mask: np.ndarray, fill: float = np.nan) -> np.nda
 @dataclass(frozen=True, eq=False)
 class _Ranked:
     """Ranks within a mask (0 outside) and their per-row sum and n·Σr² − (Σr)². Ranks are
-    multiples of 0.5 below 2**20, so every sum and co-moment here is exact in float64: the
-    Spearman correlation does not depend on the order of the sums."""
+    multiples of 0.5, so with fewer than 9,000 names a day (n·Σr² < 2**51) every sum and
+    co-moment here is exact in float64: the Spearman correlation does not depend on the order
+    of the sums."""
 
     r: np.ndarray
     s: np.ndarray
@@ -686,7 +699,7 @@ def attribution(
     * ``predictions`` — predictions rows: session, symbol, r_pred_1d, r_pred_5d, r_pred_10d
       (fractions from the session's close), param_version.
     * ``panel`` — aligned_panel rows: session, symbol, close_adj (dividend-adjusted close, TWD);
-      ``has_bar`` when present (a carried close is not a realization).
+      ``has_bar`` when present (a carried close is not a price: no realization from or to it).
     * ``weights`` — optional: session, symbol, weight (fraction of capital held over the
       session); gives the exposures, contributions and the portfolio return split.
 
@@ -721,14 +734,13 @@ def attribution(
     gz = lay.grid(zscored, "zscored_factors")
     gx = lay.grid(panel, "aligned_panel")
 
-    # realized returns R_h[D] (row D): a fresh bar at D, a close at D − h
+    # realized returns R_h[D] (row D): traded closes at D − h and D
     close = _dense(gx, panel["close_adj"])
     close[~(close > 0)] = np.nan
-    at_d = close
     if "has_bar" in panel.columns:
-        at_d = np.where(_dense(gx, panel["has_bar"]) == 1.0, close, np.nan)
-    realized = {h: at_d / grid.lag(close, h) - 1.0 for h in HORIZONS}
-    del close, at_d
+        close[_dense(gx, panel["has_bar"]) != 1.0] = np.nan
+    realized = {h: close / grid.lag(close, h) - 1.0 for h in HORIZONS}
+    del close
     factors = {k: _dense(gz, zscored[k]) for k in COMPOSITES}
     preds = {h: _dense(gp, predictions[f"r_pred_{h}d"]) for h in HORIZONS}
     w = None if weights is None else _dense(lay.grid(weights, "weights"), weights["weight"])
