@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_genesis_dagster.defs.attribution import attribution
 from quant_genesis_dagster.defs.backtest import book
 from quant_genesis_dagster.defs.clean import aligned_panel, cleaned_prices
 from quant_genesis_dagster.defs.factors import (
@@ -41,6 +42,7 @@ defs = dg.Definitions(
         predictions,
         signals,
         book,
+        attribution,
     ],
     jobs=[daily_job],
     schedules=[daily_schedule],

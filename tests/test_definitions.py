@@ -24,6 +24,7 @@ EXPECTED_ASSETS = {
     "signals",
     "portfolio_positions",
     "strategy_returns",
+    "attribution",
 }
 #: External assets: reported by the sidecar, not materialized by a job.
 EXTERNAL_ASSETS = {"intraday_eod"}
@@ -53,6 +54,8 @@ EXPECTED_CHECKS = {
     ("strategy_returns", "costs_non_negative"),
     ("portfolio_positions", "weights_within_caps"),
     ("strategy_returns", "metrics_finite"),
+    ("attribution", "metrics_finite"),
+    ("attribution", "rows_record_param_version"),
 }
 
 

@@ -211,3 +211,29 @@ def test_the_book_has_two_strategy_rows_per_session_after_the_first_and_holds_na
     pos = io.read_slice(eng, models.PortfolioPositions, S, D20)
     assert pos.filter(pl.col("shares") > 0).height > 0
     assert (r.filter(pl.col("strategy") == "combined")["n_positions"].max() or 0) > 5
+
+
+def test_attribution_reports_the_sensor_keys_pictures_and_the_report(worlds):
+    eng = worlds["w1"]["engine"]
+    perf = io.read_slice(eng, models.StrategyPerformance, S, D20)
+    assert set(perf["convention"].unique()) == {"standard", "qlib"}
+    assert perf["sharpe_7d"].drop_nulls().len() > 0
+    regimes = io.read_slice(eng, models.MarketRegimes, S, D20)
+    assert regimes.height == len(calendar.sessions(S, D20))
+    factors = io.read_slice(eng, models.AttributionFactors, S, D20)
+    assert set(factors["factor"].unique()) == {"f_c", "f_s", "f_d", "r_pred"}
+    assert factors.filter(pl.col("n") > 0)["param_version"].null_count() == 0
+    result = worlds["w1"]["result"]
+    (mat,) = [
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.event_specific_data.materialization.asset_key == dg.AssetKey("attribution")
+        and e.event_specific_data.materialization.partition == D20.isoformat()
+    ]
+    meta = mat.metadata
+    for key in ("sharpe_30d", "mdd_30d", "regime", "headline", "Equity curve and drawdown"):
+        assert key in meta, key
+    assert meta["regime"].value in ("bull", "chop", "panic", "unknown")
+    assert "data:image/png;base64," in meta["Equity curve and drawdown"].value
+    assert (worlds["w1"]["home"] / "reports" / "backtest.html").exists()

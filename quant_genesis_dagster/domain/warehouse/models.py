@@ -577,6 +577,130 @@ class PortfolioPositions(Base):
     param_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+# --------------------------------------------------------------------------------------------
+# attribution and performance (SPEC §8): written together by the ``attribution`` asset
+# --------------------------------------------------------------------------------------------
+
+
+class AttributionFactors(Base):
+    """Per realization session, factor (f_c, f_s, f_d, r_pred) and horizon: what the factor of
+    ``pred_session`` (= session − horizon) said about the return realized by ``session``
+    (``domain.attribution``)."""
+
+    __tablename__ = "attribution_factors"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    factor: Mapped[str] = mapped_column(String(16), primary_key=True)
+    horizon: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pred_session: Mapped[dt.date] = mapped_column(Date)
+    n: Mapped[int] = mapped_column(Integer)  # names in the cross-section
+    ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rank_ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lag_rank_ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    factor_return: Mapped[float | None] = mapped_column(Float, nullable=True)  # per unit z
+    exposure: Mapped[float | None] = mapped_column(Float, nullable=True)  # Σ w·z (horizon 1)
+    contribution: Mapped[float | None] = mapped_column(Float, nullable=True)  # of the book
+    rolling_ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rolling_rank_ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rolling_lag_rank_ic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    param_version: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class AttributionDiagnosis(Base):
+    """Per session and composite: which factor failed (residual vs factor-change correlation),
+    the IC half-life and the factor-aging alert."""
+
+    __tablename__ = "attribution_diagnosis"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    factor: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resid_corr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decay_rate: Mapped[float | None] = mapped_column(Float, nullable=True)  # per session
+    half_life: Mapped[float | None] = mapped_column(Float, nullable=True)  # sessions
+    aging_alert: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    param_version: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class AttributionDaily(Base):
+    """Per session and horizon: the cross-section's counts, regression intercept and R², the
+    residual moments, the failed factor and the book's return split (horizon 1)."""
+
+    __tablename__ = "attribution_daily"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    horizon: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pred_session: Mapped[dt.date] = mapped_column(Date)
+    n_predicted: Mapped[int] = mapped_column(Integer)
+    n_realized: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer)
+    resid_mean: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resid_std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    intercept: Mapped[float | None] = mapped_column(Float, nullable=True)
+    r2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failed_factor: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    portfolio_return: Mapped[float | None] = mapped_column(Float, nullable=True)
+    intercept_contribution: Mapped[float | None] = mapped_column(Float, nullable=True)
+    specific_return: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weight_covered: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weight_uncovered: Mapped[float | None] = mapped_column(Float, nullable=True)
+    param_version: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class AttributionResiduals(Base):
+    """Per realization session and symbol: realized minus predicted return (horizon 1 in the
+    warehouse: one row per symbol-day)."""
+
+    __tablename__ = "attribution_residuals"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    horizon: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pred_session: Mapped[dt.date] = mapped_column(Date)
+    r_actual: Mapped[float | None] = mapped_column(Float, nullable=True)
+    r_pred: Mapped[float | None] = mapped_column(Float, nullable=True)
+    residual: Mapped[float | None] = mapped_column(Float, nullable=True)
+    param_version: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class StrategyPerformance(Base):
+    """Per session, strategy and convention (``standard``: compounded, 252; ``qlib``: summed,
+    238): the rolling Sharpe 7D / 30D, Sortino 30D and max drawdown 30D ending at the session
+    (``domain.metrics``), with the market regime of the session."""
+
+    __tablename__ = "strategy_performance"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    convention: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sharpe_7d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sharpe_30d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sortino_30d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mdd_30d: Mapped[float | None] = mapped_column(Float, nullable=True)  # fraction ≤ 0
+    turnover_30d: Mapped[float | None] = mapped_column(Float, nullable=True)  # mean per session
+    cost_drag_30d: Mapped[float | None] = mapped_column(Float, nullable=True)  # mean per session
+    regime: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    param_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class MarketRegimes(Base):
+    """The market regime per session (bull / chop / panic) and the readings it was read from
+    (``domain.regime``)."""
+
+    __tablename__ = "market_regimes"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    regime: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    regime_warmup: Mapped[bool] = mapped_column(Boolean)
+    vix_level: Mapped[float | None] = mapped_column(Float, nullable=True)  # points
+    vix_slope: Mapped[float | None] = mapped_column(Float, nullable=True)  # points / 5 sessions
+    index_trend: Mapped[float | None] = mapped_column(Float, nullable=True)  # vs 20-day mean
+
+
+#: The tables the ``attribution`` asset writes (one transaction).
+ATTRIBUTION_TABLES: tuple[type[Base], ...] = (
+    AttributionFactors,
+    AttributionDiagnosis,
+    AttributionDaily,
+    AttributionResiduals,
+    StrategyPerformance,
+    MarketRegimes,
+)
+
+
 #: Factor and prediction tables, in the order the daily graph writes them.
 DERIVED_TABLES: tuple[type[Base], ...] = (
     MainForceFlows,
@@ -588,6 +712,7 @@ DERIVED_TABLES: tuple[type[Base], ...] = (
     Signals,
     StrategyReturns,
     PortfolioPositions,
+    *ATTRIBUTION_TABLES,
 )
 
 # Tables that a session partition owns, by asset-facing name.
