@@ -159,6 +159,65 @@ def _print_top_signals(engine, last, n: int = 10) -> None:
     console.print(b)
 
 
+def _print_headline(engine, end, settings: Settings) -> None:
+    """The backtest's headline table in both conventions, the rolling figures of the last
+    session, and where the report is."""
+    import polars as pl
+
+    from quant_genesis_dagster.defs.attribution import REPORT_NAME, headline_table
+    from quant_genesis_dagster.domain.warehouse import io, models
+
+    returns = io.read_slice(
+        engine, models.StrategyReturns, None, end,
+        columns=["session", "strategy", "net_return", "gross_return", "turnover", "cost_drag"],
+    )  # fmt: skip
+    if returns.is_empty():
+        console.print("No strategy returns yet (the book starts after the first decision).")
+        return
+    factors = io.read_slice(
+        engine, models.AttributionFactors, None, end,
+        columns=["session", "factor", "horizon", "ic", "rank_ic"],
+    )  # fmt: skip
+    table = headline_table(returns, factors)
+    first = returns["session"].min()
+    h = Table(title=f"Backtest headline, macro strategy, {first}..{end} (after Taiwan costs)")
+    h.add_column("metric")
+    for conv in table["convention"]:
+        h.add_column(f"{conv} ({'compounded, 252' if conv == 'standard' else 'summed, 238'})",
+                     justify="right")  # fmt: skip
+    pct = {"annual_return", "annual_volatility", "max_drawdown", "mean_daily_turnover",
+           "cost_drag"}  # fmt: skip
+    for col in table.columns:
+        if col in ("convention", "sessions"):
+            continue
+        cells = []
+        for v in table[col]:
+            if v is None:
+                cells.append("")
+            elif col in pct:
+                cells.append(f"{v:+.2%}" if col != "mean_daily_turnover" else f"{v:.2%}")
+            else:
+                cells.append(f"{v:+.3f}")
+        h.add_row(col.replace("_", " "), *cells)
+    console.print(h)
+    perf = io.read_slice(engine, models.StrategyPerformance, end, end).filter(
+        (pl.col("strategy") == "macro") & (pl.col("convention") == "standard")
+    )
+    if perf.height:
+        p = perf.row(0, named=True)
+
+        def f(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+
+        console.print(
+            f"On {end}: Sharpe 7D {f(p['sharpe_7d'], '+.2f')}, 30D {f(p['sharpe_30d'], '+.2f')}, "
+            f"MDD 30D {f(p['mdd_30d'], '.2%')}, regime {p['regime'] or 'unknown'}"
+        )
+    report = settings.home / "reports" / REPORT_NAME
+    if report.exists():
+        console.print(f"Report (equity curve, rolling IC, regimes): {report}")
+
+
 def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: float) -> None:
     from quant_genesis_dagster.domain.warehouse import io, models
     from quant_genesis_dagster.domain.warehouse.db import open_warehouse
@@ -211,6 +270,7 @@ def _summary(settings: Settings, window: list[dt.date], run_id: str, seconds: fl
         + (", ".join(f"{k} {n:,}" for k, n in by_kind.items()) or "none")
     )
     _print_top_signals(engine, end)
+    _print_headline(engine, end, settings)
     console.print(f"Run {run_id} succeeded in {seconds:.1f} s.")
     console.print(f"Warehouse:     {engine.url.render_as_string(hide_password=True)}")
     console.print(f"Dagster home:  {settings.dagster_home}")
