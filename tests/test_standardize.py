@@ -97,3 +97,27 @@ def test_rolling_helpers_are_start_independent_and_match_pandas():
     assert grid.streak(m, cap=2)[:, 0].tolist() == [1, 2, 0, 1, 2, 2, 0]
     ints = rng.integers(-1000, 1000, size=(400, 3))
     np.testing.assert_array_equal(grid.rolling_int_sum(ints, 180)[-1], ints[-180:].sum(axis=0))
+
+
+def test_the_moments_check_counts_a_day_without_dispersion_instead_of_failing_it():
+    import datetime as dt
+
+    import polars as pl
+
+    from quant_genesis_dagster.domain.factors import composite
+
+    rng = np.random.default_rng(4)
+    day1, day2 = dt.date(2024, 7, 1), dt.date(2024, 7, 2)
+    good = rng.standard_normal(30)
+    good = (good - good.mean()) / good.std(ddof=1)
+    z = pl.DataFrame(
+        {
+            "session": [day1] * 30 + [day2] * 6,
+            "f_d": [*good.tolist(), *[0.0] * 6],  # day 2: every name alone in its industry
+        }
+    )
+    ok, detail = composite.check_moments(z)
+    assert ok and detail["days_without_dispersion"] == 1
+    bad = z.with_columns(f_d=pl.when(pl.col("session") == day1).then(pl.col("f_d") * 2)
+                         .otherwise(pl.col("f_d")))  # fmt: skip
+    assert not composite.check_moments(bad)[0]

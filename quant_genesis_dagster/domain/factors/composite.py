@@ -252,7 +252,8 @@ MOMENT_COLUMNS = ("f_c", "f_s", "f_d")
 
 def check_moments(z: pl.DataFrame, tol: float = 0.05, min_names: int = 5) -> tuple[bool, dict]:
     """Per day and composite: mean ≈ 0 and std ≈ 1 (within ``tol``) where ≥ ``min_names``
-    values exist. Noise-filtered components are not checked (the filter zeroes readings)."""
+    values exist. Noise-filtered components are not checked (the filter zeroes readings); a day
+    whose values are all 0 (no dispersion to standardize) is counted, not failed."""
     cols = [c for c in z.columns if c.startswith("z_") or c in MOMENT_COLUMNS]
     filtered = {f"z_{c}" for c in sentiment.NOISE_FILTERED}
     cols = [c for c in cols if c not in filtered]
@@ -261,9 +262,14 @@ def check_moments(z: pl.DataFrame, tol: float = 0.05, min_names: int = 5) -> tup
         *[pl.col(c).std().alias(f"{c}:std") for c in cols],
         *[pl.col(c).count().alias(f"{c}:n") for c in cols],
     )
-    worst_mean, worst_std, bad = 0.0, 0.0, []
+    worst_mean, worst_std, bad, flat = 0.0, 0.0, [], 0
     for c in cols:
         s = stats.filter(pl.col(f"{c}:n") >= min_names)
+        # a cross-section without dispersion (e.g. every name alone in its industry after
+        # neutralization) is standardized to 0 by design: no information, not a wrong z-score
+        no_dispersion = (pl.col(f"{c}:std") == 0) & (pl.col(f"{c}:mean") == 0)
+        flat += s.filter(no_dispersion).height
+        s = s.filter(~no_dispersion)
         if s.is_empty():
             continue
         dm = s[f"{c}:mean"].abs().max()
@@ -276,6 +282,7 @@ def check_moments(z: pl.DataFrame, tol: float = 0.05, min_names: int = 5) -> tup
         "max_abs_mean": float(worst_mean),
         "max_abs_std_minus_1": float(worst_std),
         "failing": ", ".join(bad) or "none",
+        "days_without_dispersion": flat,
     }
 
 
