@@ -198,7 +198,13 @@ def _print_headline(engine, end, settings: Settings) -> None:
                 cells.append(f"{v:+.2%}" if col != "mean_daily_turnover" else f"{v:.2%}")
             else:
                 cells.append(f"{v:+.3f}")
-        h.add_row(col.replace("_", " "), *cells)
+        if col.startswith("rank_ic_"):
+            label = f"rank IC {col.removeprefix('rank_ic_')} (1 session)"
+        elif col.startswith("ic_"):
+            label = f"IC {col.removeprefix('ic_')} (1 session)"
+        else:
+            label = col.replace("_", " ")
+        h.add_row(label, *cells)
     console.print(h)
     perf = io.read_slice(engine, models.StrategyPerformance, end, end).filter(
         (pl.col("strategy") == "macro") & (pl.col("convention") == "standard")
