@@ -678,3 +678,42 @@ def test_check_helpers_pass_on_clean_output_and_fail_on_tampered_rows():
             ],
         },
     )
+
+
+def test_the_duplicate_rules_match_their_definition_on_random_collisions():
+    """duplicate = an exact copy after the first; conflicting = the key has several distinct
+    rows (checked against the per-group definition on random keys, copies and nulls)."""
+    import numpy as np
+
+    from quant_genesis_dagster.domain.cleaning import (
+        CONFLICTING_DUPLICATE,
+        DUPLICATE,
+        _duplicate_rules,
+        _first_reason,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 2_000
+    df = (
+        pl.DataFrame(
+            {
+                "k1": rng.integers(0, 30, n),
+                "k2": rng.choice(["a", "b", "c"], n),
+                "v": rng.integers(0, 3, n),
+                "w": rng.choice([1.5, 2.5], n),
+                "_null": rng.random(n) < 0.1,
+            }
+        )
+        .with_columns(v=pl.when(~pl.col("_null")).then(pl.col("v")))
+        .drop("_null")
+    )
+    cols, key = ["k1", "k2", "v", "w"], ["k1", "k2"]
+    got = df.select(_first_reason(_duplicate_rules(cols, key)).alias("r"))["r"]
+    first = pl.struct(cols).is_first_distinct()
+    ref = df.select(
+        pl.when(~first).then(pl.lit(DUPLICATE))
+        .when(first.cast(pl.Int32).sum().over(key) > 1).then(pl.lit(CONFLICTING_DUPLICATE))
+        .otherwise(None).alias("r")
+    )["r"]  # fmt: skip
+    assert got.to_list() == ref.to_list()
+    assert {DUPLICATE, CONFLICTING_DUPLICATE} <= set(got.drop_nulls().to_list())

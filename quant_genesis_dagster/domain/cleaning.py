@@ -118,10 +118,15 @@ def _first_reason(rules: list[tuple[pl.Expr, str]]) -> pl.Expr:
 
 
 def _duplicate_rules(data_cols: list[str], key_cols: list[str]) -> list[tuple[pl.Expr, str]]:
-    """Exact copies after the first → duplicate; several distinct rows for one key → conflict."""
+    """Exact copies after the first → duplicate; several distinct rows for one key → conflict.
+
+    The key must be a function of the data columns (exact copies share their key). A key has
+    several distinct rows exactly when it has more rows than any one of its rows has exact
+    copies: two row counts over window groups (polars' fast path), not a per-group expression
+    over ~one million tiny groups (8x slower on a day of broker rows)."""
     first = pl.struct(data_cols).is_first_distinct()
-    distinct_per_key = first.cast(pl.Int32).sum().over(key_cols)
-    return [(~first, DUPLICATE), (distinct_per_key > 1, CONFLICTING_DUPLICATE)]
+    conflict = pl.len().over(key_cols) > pl.len().over(data_cols)
+    return [(~first, DUPLICATE), (conflict, CONFLICTING_DUPLICATE)]
 
 
 def _quarantine(
