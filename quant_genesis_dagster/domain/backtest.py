@@ -180,7 +180,7 @@ def run_backtest(
     daily = {k: np.zeros(steps) for k in (
         "nav_before", "nav", "cash", "net_return", "gross_return", "macro_return", "macro_gross_return",
         "turnover", "cost_drag", "commission", "tax", "slippage", "financing", "buy_value",
-        "sell_value", "dividends", "gross_exposure", "intended_exposure", "n_positions",
+        "sell_value", "dividends", "gross_exposure", "n_positions",
         "blocked_orders", "stale_marks", "delisted",
     )}  # fmt: skip
     pos = {k: np.zeros((steps, n)) for k in (
@@ -296,7 +296,6 @@ def run_backtest(
         d["buy_value"][i], d["sell_value"][i] = _total(buy), _total(sell)
         d["dividends"][i] = _total(dividend)
         d["gross_exposure"][i] = _total(np.abs(mark)) / nav
-        d["intended_exposure"][i] = _total(np.nan_to_num(w[t - 1])) * wm[t - 1]
         d["n_positions"][i] = int(np.count_nonzero(q))
         d["blocked_orders"][i] = int(np.count_nonzero(blocked))
         d["stale_marks"][i] = int(stale.sum())

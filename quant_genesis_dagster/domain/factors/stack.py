@@ -16,6 +16,7 @@ environment's factor recomputation.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -59,8 +60,6 @@ def factor_stack(
     ``params`` / ``param_version``: the parameter version the predictions come from. Rows equal
     those of the asset chain (``chip_factors`` → … → ``predict``) on the same inputs.
     """
-    import time
-
     settings = settings or FactorSettings()
     seconds: dict[str, float] = {}
 
