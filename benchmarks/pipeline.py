@@ -25,7 +25,11 @@ import uuid
 from pathlib import Path
 
 from quant_genesis_dagster.domain import calendar
-from quant_genesis_dagster.settings import Settings
+from quant_genesis_dagster.settings import (
+    DAGSTER_ENV_DEFAULTS,
+    Settings,
+    apply_dagster_env_defaults,
+)
 
 
 def _instance(home: Path):
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     base.mkdir(parents=True)
     os.environ["QG_HOME"] = str(base)
     os.environ["DAGSTER_HOME"] = str(base / "dagster")
+    apply_dagster_env_defaults()  # what `quant-genesis up` and the production env set
     (base / "dagster").mkdir()
 
     from quant_genesis_dagster.definitions import defs
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "end": last.isoformat(),
         "database": engine.url.get_backend_name(),
         "dagster_storage": instance_storage,
+        "dagster_env": {k: os.environ[k] for k in DAGSTER_ENV_DEFAULTS},
         "backfill_seconds": round(backfill_seconds, 1),
         "incremental_seconds": round(incremental_seconds, 1),
         "per_asset_seconds": per_asset,

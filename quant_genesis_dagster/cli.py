@@ -18,7 +18,11 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from quant_genesis_dagster.errors import QGError
-from quant_genesis_dagster.settings import Settings, prepare_dagster_home
+from quant_genesis_dagster.settings import (
+    Settings,
+    apply_dagster_env_defaults,
+    prepare_dagster_home,
+)
 
 DEFAULT_SYMBOLS = 300
 # Two years: fundamentals need four published quarters before TTM values exist, so the second
@@ -65,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _embedded_instance_env(settings: Settings) -> None:
     os.environ["QG_HOME"] = str(settings.home)
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
+    apply_dagster_env_defaults()
 
 
 def demo_window(sessions: int, end: str | None, today: dt.date | None = None) -> list[dt.date]:

@@ -464,3 +464,39 @@ def test_sqlite_folder_that_cannot_be_created_names_the_setting(tmp_path):
     with pytest.raises(QGError) as err:
         db.open_warehouse(None, tmp_path / "file")
     assert _one_line(err).startswith("QG_HOME: cannot create the folder")
+
+
+# --------------------------------------------------------------------------------------------
+# what the bulk paths store is what SQLAlchemy's types read; in-memory SQLite works too
+# --------------------------------------------------------------------------------------------
+
+
+def test_bulk_written_rows_read_the_same_through_sqlalchemy_core(warehouse):
+    # Dates, booleans and floats written by the bulk path are what the ORM types read back.
+    df = _every_value_frame(models.CleanedPrices)
+    io.replace_slice(warehouse, models.CleanedPrices, df, D1, df["session"].max())
+    table = models.CleanedPrices.__table__
+    cols = ["session", "symbol", "is_ex_date", "limit_up", "close"]
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            select(*(table.c[c] for c in cols)).order_by(table.c.session, table.c.symbol)
+        ).all()
+    expected = df.sort(["session", "symbol"]).select(cols).rows()
+    assert [tuple(r) for r in rows] == expected
+    assert all(isinstance(r[2], bool) and isinstance(r[0], dt.date) for r in rows)
+
+
+def test_an_in_memory_sqlite_warehouse_writes_reads_and_rolls_back(tmp_path):
+    engine = db.open_warehouse("sqlite://", tmp_path)
+    try:
+        df = broker_flows([D1, D2], ["2330", "2317"])
+        assert io.replace_slice(engine, models.RawBrokerFlows, df, D1, D2) == 8
+        back = io.read_slice(engine, models.RawBrokerFlows, D1, D2)
+        assert back.equals(df.sort(["session", "symbol"], maintain_order=True))
+        bad = _cleaned([D1], ["2330", "2330"], close=1.0)  # duplicate primary key
+        io.replace_slice(engine, models.CleanedPrices, _cleaned([D1], ["1101"], 9.0), D1, D1)
+        with pytest.raises(QGError, match="cleaned_prices: the database rejected the rows"):
+            io.replace_slice(engine, models.CleanedPrices, bad, D1, D1)
+        assert io.read_slice(engine, models.CleanedPrices, D1, D1)["symbol"].to_list() == ["1101"]
+    finally:
+        engine.dispose()
