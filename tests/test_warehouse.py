@@ -500,3 +500,16 @@ def test_an_in_memory_sqlite_warehouse_writes_reads_and_rolls_back(tmp_path):
         assert io.read_slice(engine, models.CleanedPrices, D1, D1)["symbol"].to_list() == ["1101"]
     finally:
         engine.dispose()
+
+
+def test_read_market_columns_gives_one_row_per_session(warehouse):
+    df = _every_value_frame(models.AlignedPanel).with_columns(
+        taiex_close=pl.Series([None, 22000.5, 21950.25]), symbol=pl.Series(["2330", "2317", "2330"])
+    )  # sessions D1, D1, D2: the null on D1's first row is skipped, not taken
+    io.replace_slice(warehouse, models.AlignedPanel, df, D1, D2)
+    got = io.read_market_columns(warehouse, models.AlignedPanel, None, D2, ["taiex_close"])
+    assert got.schema == pl.Schema({"session": pl.Date(), "taiex_close": pl.Float64()})
+    assert got.rows() == [(D1, 22000.5), (D2, 21950.25)]
+    assert (
+        io.read_market_columns(warehouse, models.AlignedPanel, D2, D2, ["taiex_close"]).height == 1
+    )

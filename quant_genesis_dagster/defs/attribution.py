@@ -224,9 +224,7 @@ def _history_summary(engine, end: dt.date, home) -> dict:
         columns=["session", "factor", "horizon", "ic", "rank_ic", "rolling_rank_ic"],
     )  # fmt: skip
     regimes = io.read_slice(engine, models.MarketRegimes, None, end, columns=["session", "regime"])
-    index = io.read_slice(
-        engine, models.AlignedPanel, None, end, columns=["session", "taiex_close"]
-    ).unique("session", keep="first")
+    index = io.read_market_columns(engine, models.AlignedPanel, None, end, ["taiex_close"])
     out: dict = {}
     last = perf.filter(
         (pl.col("strategy") == backtest.COMBINED) & (pl.col("convention") == "standard")
