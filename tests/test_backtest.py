@@ -392,3 +392,54 @@ def test_the_rebalance_schedule_is_anchored_on_the_calendar():
     assert every.sum() in (len(days) // 5, len(days) // 5 + 1)
     later = portfolio.is_rebalance_session(days[7:], 5)
     np.testing.assert_array_equal(every[7:], later)  # a later start, the same schedule
+
+
+def test_an_entry_signal_boosts_the_score_before_the_weights_are_formed():
+    s = portfolio.PortfolioSettings(max_weight=1.0, max_names=2)
+    expected = np.array([[0.01, 0.01, 0.012]])
+    boost = np.array([[0.5, 0.0, 0.0]])  # symbol 0 had a P1/P2 signal: score 0.015
+    w = portfolio.target_weights(expected, np.ones((1, 3), bool), np.array([1.0]), s,
+                                 boost=boost)  # fmt: skip
+    # the two highest boosted scores are 0.015 and 0.012: weights 15/27 and 12/27
+    np.testing.assert_allclose(w[0], [15 / 27, 0.0, 12 / 27])
+
+
+def _one_session_decision(signals_rows, *, close=(100.0, 100.0, 100.0), **params):
+    import datetime as dt
+
+    from quant_genesis_dagster.domain.factors.grid import Grid
+    from quant_genesis_dagster.domain.params import ParamSet
+
+    day = dt.date(2024, 1, 2)
+    syms = ["1101", "2330", "2603"]
+    panel = pl.DataFrame({"session": [day] * 3, "symbol": syms, "close_adj": list(close),
+                          "has_bar": [True] * 3})  # fmt: skip
+    preds = panel.select("session", "symbol", r_pred_5d=pl.lit(0.01), position_scale=pl.lit(1.0),
+                         param_version=pl.lit("v1"))  # fmt: skip
+    lac = panel.select("session", "symbol", lac=pl.lit(100.0))
+    value = panel.select("session", "symbol", equity_multiplier=pl.lit(2.0))
+    sig = pl.DataFrame(
+        [{"session": day, **r} for r in signals_rows], schema=SIGNAL_COLUMNS
+    ) if signals_rows else pl.DataFrame(schema=SIGNAL_COLUMNS)  # fmt: skip
+    p = ParamSet(position_weight=1.0, leverage=1.0, lac_break_margin=0.30, **params)
+    s = portfolio.PortfolioSettings(max_weight=1.0, rebalance_every=1)
+    d = portfolio.decide(Grid.of(panel), panel, preds, lac, value, sig, p, s)
+    return d.weights[0]
+
+
+def test_decide_boosts_names_with_an_entry_signal_and_cuts_run_ups_for_take_profit():
+    flat = _one_session_decision([])
+    np.testing.assert_allclose(flat, [1 / 3, 1 / 3, 1 / 3])
+    boosted = _one_session_decision(
+        [{"symbol": "2330", "signal": "P2", "action": "buy", "strength": 1.2}], entry_boost=1.0
+    )
+    np.testing.assert_allclose(boosted, [0.25, 0.5, 0.25])  # scores 1 : 2 : 1
+    # 2603 trades 40% above its LAC (> T_RunUp_Dev 30%): its score is cut by take_profit_cut
+    cut = _one_session_decision([], close=(100.0, 100.0, 140.0), take_profit_cut=0.5)
+    np.testing.assert_allclose(cut, [0.4, 0.4, 0.2])
+    # a warning row alone (the signal table's run_up_warning) does not cut twice
+    warned = _one_session_decision(
+        [{"symbol": "2603", "signal": "run_up_warning", "action": "warn", "strength": 0.4}],
+        close=(100.0, 100.0, 140.0), take_profit_cut=0.5,
+    )  # fmt: skip
+    np.testing.assert_allclose(warned, cut)

@@ -208,10 +208,4 @@ def _signal_inputs(engine, start, end) -> pl.DataFrame:
     panel = io.read_slice(
         engine, models.AlignedPanel, lb, end, columns=[*keys, "close_adj", "margin_balance"]
     )
-    margin = risk.symbol_margin_z(panel)
-    prices = chip_df.join(panel.select(*keys, "close_adj"), on=keys, how="left")
-    prices = signals_domain.with_previous_session(prices)
-    out = z
-    for other in (prices, sent, val, margin):
-        out = out.join(other, on=keys, how="left")
-    return out
+    return signals_domain.signal_inputs(z, chip_df, sent, val, panel)

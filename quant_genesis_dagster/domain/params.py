@@ -51,6 +51,11 @@ class ParamSet:
                          tunable=True)  # fmt: skip
     lac_dev_max: float = _p(0.10, 0.0, 0.30, "P1: LAC_dist must lie in (0, lac_dev_max]",
                             tunable=True)  # fmt: skip
+    # --- portfolio (how the signals shape the book) --------------------------------------------
+    entry_boost: float = _p(0.50, 0.0, 3.0, "a name with a P1 or P2 entry signal that session "
+                            "ranks on its score x (1 + entry_boost)")  # fmt: skip
+    take_profit_cut: float = _p(0.50, 0.0, 1.0, "weight multiplier of a name whose LAC_dist is "
+                                "above T_RunUp_Dev (take profit)")  # fmt: skip
     # --- prediction ---------------------------------------------------------------------------
     return_per_score: float = _p(0.002, 0.0, 0.05, "expected return per session and unit of "
                                  "the combined score (z units)")  # fmt: skip

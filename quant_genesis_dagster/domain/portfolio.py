@@ -6,8 +6,13 @@ After the close of session D, for the next session:
    ``min_expected_return``), a bar on D, the DuPont leverage filter passed
    (``value.leverage_filter``) and no LAC-break stop in force (``close_adj < LAC × (1 −
    lac_break_margin)``; the stop holds while the condition does, not only on the day it fires).
-2. **Scores**: the expected return × the name's risk multiplier (``exposure_cut`` after a margin
-   anomaly, else 1); the ``max_names`` highest scores are kept (ties by symbol order).
+2. **Scores**: the expected return × the name's signal boost (``1 + entry_boost`` on a session
+   with a P1 value-accumulation or P2 momentum entry signal for it, else 1) × its risk
+   multiplier (``exposure_cut`` after a margin anomaly, ``take_profit_cut`` while its LAC_dist is
+   above ``T_RunUp_Dev`` — the take-profit rule — both when both hold, else 1); the
+   ``max_names`` highest scores are kept (ties by symbol order). This is how the signal
+   thresholds (``T_Fear``, ``lac_dev_max``, ``T_RunUp_Dev``) act on the book, and so what the
+   calibration tunes them for.
 3. **Weights** proportional to the scores, summing to the session's intended exposure
    ``position_weight × leverage × market exposure scale × US position scale`` (a fraction of
    the strategy's capital; above 1 with leverage), with every name capped at ``max_weight`` and
@@ -33,6 +38,7 @@ import polars as pl
 from quant_genesis_dagster.domain.factors.grid import Grid
 from quant_genesis_dagster.domain.factors.value import leverage_filter
 from quant_genesis_dagster.domain.params import ParamSet
+from quant_genesis_dagster.domain.signals import ENTRY_SIGNALS  # raise a name's score
 from quant_genesis_dagster.errors import QGError
 
 
@@ -78,12 +84,14 @@ def target_weights(
     settings: PortfolioSettings,
     *,
     multiplier: np.ndarray | None = None,
+    boost: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, N) target weights (fractions of NAV, ≥ 0) — see the module docstring.
 
     ``expected``: (T, N) R_pred over ``settings.horizon`` (NaN = no prediction);
     ``eligible``: (T, N) bool; ``exposure``: (T,) intended total weight per session (≥ 0);
-    ``multiplier``: (T, N) per-name risk multiplier in [0, 1] (default 1).
+    ``multiplier``: (T, N) per-name risk multiplier in [0, 1] (default 1); ``boost``: (T, N)
+    per-name score boost >= 0 (the score is multiplied by 1 + boost; default 0).
     """
     x = np.asarray(expected, dtype=np.float64)
     ok = np.asarray(eligible, dtype=bool)
@@ -94,6 +102,8 @@ def target_weights(
         raise QGError("target weights: exposure must be finite and >= 0 on every session")
     with np.errstate(invalid="ignore"):
         score = np.where(ok & (x > settings.min_expected_return), x, 0.0)
+    if boost is not None:
+        score = score * (1.0 + np.maximum(np.nan_to_num(np.asarray(boost, float)), 0.0))
     if multiplier is not None:
         score = score * np.clip(np.nan_to_num(np.asarray(multiplier, float), nan=1.0), 0, 1)
     t_n, n = score.shape
@@ -240,21 +250,34 @@ def decide(
             version[idx[d]] = v
     market_scale = np.ones(t_n)
     mult = np.ones(grid.shape)
-    sig = signals.filter(pl.col("action") == "reduce")
-    for d, sym, strength in sig.select("session", "symbol", "strength").iter_rows():
+    entry = np.zeros(grid.shape, dtype=bool)
+    sig = signals.filter(
+        (pl.col("action") == "reduce") | pl.col("signal").is_in(ENTRY_SIGNALS)
+    ).select("session", "symbol", "signal", "strength")
+    for d, sym, name, strength in sig.iter_rows():
         i = idx.get(d)
         if i is None:
             continue
         if sym is None:  # market-wide: strength = the exposure multiplier after the rules
             market_scale[i] = min(market_scale[i], float(strength))
+            continue
+        j = int(np.searchsorted(grid.symbols, sym))
+        if j >= grid.symbols.size or grid.symbols[j] != sym:
+            continue
+        if name in ENTRY_SIGNALS:
+            entry[i, j] = True
         else:
-            j = int(np.searchsorted(grid.symbols, sym))
-            if j < grid.symbols.size and grid.symbols[j] == sym:
-                mult[i, j] = min(mult[i, j], params.exposure_cut)
+            mult[i, j] = min(mult[i, j], params.exposure_cut)
+    with np.errstate(invalid="ignore"):
+        run_up = close_adj > lac_line * (1 + params.t_runup_dev)  # NaN LAC → no take-profit
+    mult = np.where(run_up, mult * params.take_profit_cut, mult)
     no_pred = np.array([v is None for v in version])
     exposure = params.position_weight * params.leverage * market_scale * us_scale
     exposure = np.where(no_pred, 0.0, exposure)
-    weights = target_weights(expected, eligible, exposure, settings, multiplier=mult)
+    weights = target_weights(
+        expected, eligible, exposure, settings, multiplier=mult,
+        boost=np.where(entry, params.entry_boost, 0.0),
+    )  # fmt: skip
     # between rebalances a name is held as it is (NaN = hold) unless it must go: no longer
     # eligible (stop, leverage filter, no bar) or no predictions at all that session
     rebalance = is_rebalance_session(sessions, settings.rebalance_every) | no_pred

@@ -201,6 +201,39 @@ def with_previous_session(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def signal_inputs(
+    zscored: pl.DataFrame,
+    chip: pl.DataFrame,
+    sentiment: pl.DataFrame,
+    value: pl.DataFrame,
+    panel: pl.DataFrame,
+) -> pl.DataFrame:
+    """One row per zscored (session, symbol) with every column the rules read (``SYMBOL_COLUMNS``).
+
+    ``zscored``: session, symbol, f_c; ``chip``: session, symbol, lac, lac_dist, rcnc_close_dev,
+    sweep_ratio — from the session before the first zscored one (the LAC rules fire on the day
+    their condition starts); ``sentiment``: fear_greed, market_abnormal; ``value``:
+    equity_multiplier; ``panel``: close_adj, margin_balance from ``risk.RISK_LOOKBACK`` sessions
+    before the first (the margin-change z)."""
+    from quant_genesis_dagster.domain import risk
+
+    keys = ["session", "symbol"]
+    margin = risk.symbol_margin_z(panel.select(*keys, "margin_balance"))
+    prices = chip.select(*keys, "lac", "lac_dist", "rcnc_close_dev", "sweep_ratio").join(
+        panel.select(*keys, "close_adj"), on=keys, how="left"
+    )
+    prices = with_previous_session(prices)
+    out = zscored.select(*keys, "f_c")
+    for other in (
+        prices,
+        sentiment.select(*keys, "fear_greed", "market_abnormal"),
+        value.select(*keys, "equity_multiplier"),
+        margin,
+    ):
+        out = out.join(other, on=keys, how="left")
+    return out
+
+
 def _market_rows(market: pl.DataFrame, p: ParamSet, param_version: str) -> pl.DataFrame:
     rules = [
         ("vix_high", "vix_high", pl.lit("VIXTWN ") + _num("vixtwn", 1) + f" > {p.vix_max:g}"),
