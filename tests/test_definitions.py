@@ -25,6 +25,7 @@ EXPECTED_ASSETS = {
     "portfolio_positions",
     "strategy_returns",
     "attribution",
+    "rl_betas",
 }
 #: External assets: reported by the sidecar, not materialized by a job.
 EXTERNAL_ASSETS = {"intraday_eod"}
@@ -66,7 +67,10 @@ def test_definitions_load_with_every_asset_check_and_job():
     assert assets == EXPECTED_ASSETS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
-    assert defs.resolve_job_def("daily_job") is not None
+    daily = defs.resolve_job_def("daily_job").asset_layer.executable_asset_keys
+    assert dg.AssetKey("rl_betas") not in daily and dg.AssetKey("attribution") in daily
+    calibration = defs.resolve_job_def("calibration_job").asset_layer.executable_asset_keys
+    assert calibration == {dg.AssetKey("rl_betas")}
 
 
 def test_partitioned_assets_use_trading_days_and_single_run_backfills():

@@ -237,3 +237,41 @@ def test_attribution_reports_the_sensor_keys_pictures_and_the_report(worlds):
     assert meta["regime"].value in ("bull", "chop", "panic", "unknown")
     assert "data:image/png;base64," in meta["Equity curve and drawdown"].value
     assert (worlds["w1"]["home"] / "reports" / "backtest.html").exists()
+
+
+def test_a_calibration_run_registers_a_version_through_the_gate(worlds):
+    """``calibration_job`` for the last session of W1: PPO trains on the warehouse's factor
+    history, the candidates are compared walk-forward, and the proposal becomes a new MLflow
+    version whose status the gate decided; the champion moves only if the gate promoted it."""
+    from quant_genesis_dagster.domain.registry import CHAMPION, ParamStore
+    from quant_genesis_dagster.settings import Settings
+
+    w = worlds["w1"]
+    store = ParamStore(Settings.from_env({"QG_HOME": str(w["home"])}).mlflow_tracking_uri)
+    before = store.champion()
+    config = run_config(w["url"], w["home"])
+    config["resources"]["calibration"] = {
+        "config": {"eval_sessions": 10, "train_sessions": 60, "total_steps": 96}
+    }
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("calibration_job").execute_in_process(
+            run_config=config, instance=instance, partition_key=D20.isoformat()
+        )
+        assert result.success
+        mat = instance.fetch_materializations(dg.AssetKey("rl_betas"), limit=1).records[0]
+    meta = mat.asset_materialization.metadata
+    version = meta["version"].value
+    assert meta["status"].value in ("approved", "pending_approval", "not_promoted")
+    assert "rolling_ls" in meta["walk_forward"].value and "equal_weights" in meta["walk_forward"].value
+    pv = store.get(int(version.rsplit("v", 1)[1]))
+    assert pv.status == meta["status"].value
+    after = store.champion()
+    if meta["promoted"].value:
+        assert after.version == pv.version and CHAMPION in pv.aliases
+    else:
+        assert after.version == before.version
+    run = store._client().get_run(pv.run_id)
+    assert run.data.tags["dagster/partition_key"] == D20.isoformat()
+    assert "walk_forward/sharpe/champion" in run.data.metrics
+    names = {a.path for a in store._client().list_artifacts(pv.run_id)}
+    assert {"agents", "evaluation", "plots"} <= names

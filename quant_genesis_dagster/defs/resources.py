@@ -1,5 +1,5 @@
-"""Dagster resources: the warehouse, the data source, the factor settings and the MLflow
-parameter store. Thin wrappers over domain code; the
+"""Dagster resources: the warehouse, the data source, the factor, backtest and calibration
+settings and the MLflow parameter store. Thin wrappers over domain code; the
 environment is read at run time (never at import), secrets only through ``EnvVar``."""
 
 from functools import lru_cache
@@ -9,6 +9,11 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from quant_genesis_dagster.defs.common import as_failure
+from quant_genesis_dagster.domain.calibration.agents import TrainSettings
+from quant_genesis_dagster.domain.calibration.calibrate import CalibrationSettings
+from quant_genesis_dagster.domain.calibration.env import EnvSettings
+from quant_genesis_dagster.domain.calibration.governance import GateSettings
+from quant_genesis_dagster.domain.calibration.reward import RewardSettings
 from quant_genesis_dagster.domain.costs import CostModel
 from quant_genesis_dagster.domain.params import FactorSettings
 from quant_genesis_dagster.domain.portfolio import PortfolioSettings
@@ -155,6 +160,55 @@ class BacktestResource(dg.ConfigurableResource):
                 slippage_bps=self.slippage_bps,
                 impact_coef=self.impact_coef,
                 max_participation=self.max_participation,
+            )
+        except QGError as err:
+            raise as_failure(err) from err
+
+
+class CalibrationResource(dg.ConfigurableResource):
+    """How a calibration runs (``domain.calibration``): the walk-forward and training windows,
+    the agents' budget and seed, the reward mix, the approval gate's bounds, and the thresholds
+    at which the recalibration sensor trips. The defaults fit ``benchmarks.calibration``."""
+
+    eval_sessions: int = 60
+    train_sessions: int = 250
+    total_steps: int = TrainSettings.total_steps
+    hierarchical: bool = True
+    seed: int = 0
+    period: int = EnvSettings.period
+    lam: float = RewardSettings.lam
+    fast_weight: float = RewardSettings.fast_weight
+    slow_weight: float = RewardSettings.slow_weight
+    beta_rel_change: float = GateSettings.beta_rel_change
+    position_weight_max: float = GateSettings.position_weight_max
+    leverage_max: float = GateSettings.leverage_max
+    #: the sensor: recalibrate when Sharpe 30D (standard convention) falls below this, or below
+    #: its average over the attribution history seen so far, or MDD 30D is deeper than this
+    sharpe_30d_min: float = 0.0
+    mdd_30d_max: float = 0.10
+
+    def settings(self) -> CalibrationSettings:
+        try:
+            return CalibrationSettings(
+                eval_sessions=self.eval_sessions,
+                train_sessions=self.train_sessions,
+                train=TrainSettings(
+                    total_steps=self.total_steps, hierarchical=self.hierarchical, seed=self.seed
+                ),  # fmt: skip
+                env=EnvSettings(period=self.period),
+                rewards=RewardSettings(
+                    lam=self.lam, fast_weight=self.fast_weight, slow_weight=self.slow_weight
+                ),  # fmt: skip
+            )
+        except QGError as err:
+            raise as_failure(err) from err
+
+    def gate(self) -> GateSettings:
+        try:
+            return GateSettings(
+                beta_rel_change=self.beta_rel_change,
+                position_weight_max=self.position_weight_max,
+                leverage_max=self.leverage_max,
             )
         except QGError as err:
             raise as_failure(err) from err

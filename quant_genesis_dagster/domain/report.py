@@ -134,6 +134,42 @@ def regime_timeline_png(regimes: pl.DataFrame, index: pl.DataFrame | None = None
     return _png(fig)
 
 
+def candidates_equity_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+    """Compounded NAV (start = 1) per candidate: name → (sessions as datetime64[D], daily net
+    returns) — the walk-forward comparison of a calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for name, (days, r) in curves.items():
+        nav = np.cumprod(1 + np.nan_to_num(np.asarray(r, dtype=float)))
+        ax.plot(days, nav, label=name, linewidth=2.0 if name == "rl" else 1.1)
+    ax.axhline(1.0, color="grey", linewidth=0.6)
+    ax.set_ylabel("NAV (start = 1)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def parameter_history_png(days: np.ndarray, history: dict[str, np.ndarray], title: str) -> bytes:
+    """Step lines of parameters per calibration period (``days``: each period's first session;
+    β's on the left axis, the others on the right, each as given)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    right = ax.twinx()
+    for name, values in history.items():
+        target = ax if name.startswith("beta") else right
+        style = "-" if name.startswith("beta") else "--"
+        target.step(days, values, where="post", linestyle=style, label=name)
+    ax.set_ylabel("β (sum 1)")
+    right.set_ylabel("leverage / position weight / W_Macro")
+    ax.set_title(title)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
 def markdown_image(png: bytes, alt: str) -> str:
     """A markdown image with the PNG inline (the Dagster UI renders it in asset metadata)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

@@ -14,8 +14,10 @@ The in-sample figures are the same rollouts over the training range (``rl`` and 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -72,6 +74,7 @@ class CalibrationResult:
     config_hash: str
     seconds: dict[str, float]
     settings: CalibrationSettings
+    sessions: np.ndarray  # the window's sessions (datetime64[D]); rollouts index into it
 
     def table(self) -> pl.DataFrame:
         return walkforward.table(self.walk_forward)
@@ -168,4 +171,58 @@ def calibrate(
         config_hash=config_hash,
         seconds=seconds,
         settings=s,
+        sessions=data.sessions,
     )
+
+
+def write_artifacts(result: CalibrationResult, directory: Path) -> dict[str, Path]:
+    """The calibration's MLflow artifacts under ``directory``, by artifact path:
+
+    * ``agents``: each agent's zip and ``agents.json`` (settings, data / config hash);
+    * ``evaluation``: ``walk_forward.csv`` and ``in_sample.csv`` (one row per candidate),
+      ``walk_forward_returns.csv`` (daily net returns per candidate), ``calibration.json``
+      (settings, ranges, hashes, seconds, the proposal and the champion);
+    * ``plots``: ``walk_forward_equity.png`` (every candidate's NAV) and
+      ``parameter_history.png`` (the RL agents' β's, leverage, position weight and W_Macro per
+      period of the walk-forward window).
+    """
+    from quant_genesis_dagster.domain import report
+
+    directory = Path(directory)
+    agents_dir, eval_dir, plot_dir = (directory / n for n in ("agents", "evaluation", "plots"))
+    for d in (eval_dir, plot_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    result.agents.save(agents_dir)
+    result.table().write_csv(eval_dir / "walk_forward.csv")
+    walkforward.table(result.in_sample).write_csv(eval_dir / "in_sample.csv")
+    days = result.sessions[next(iter(result.walk_forward.values())).sessions]
+    pl.DataFrame(
+        {"session": days} | {n: r.net_return for n, r in result.walk_forward.items()}
+    ).write_csv(eval_dir / "walk_forward_returns.csv")
+    summary = {
+        "settings": result.settings.to_dict(),
+        "ranges": result.ranges,
+        "data_hash": result.data_hash,
+        "config_hash": result.config_hash,
+        "seconds": result.seconds,
+        "proposal": result.proposal.to_dict(),
+        "champion": result.champion.to_dict(),
+        "walk_forward_sharpe": result.walk_forward_sharpe(),
+    }
+    (eval_dir / "calibration.json").write_text(json.dumps(summary, indent=2, default=str))
+    curves = {n: (days, r.net_return) for n, r in result.walk_forward.items()}
+    (plot_dir / "walk_forward_equity.png").write_bytes(
+        report.candidates_equity_png(
+            curves, f"Walk-forward {result.ranges['eval_first']}..{result.ranges['eval_last']}"
+        )
+    )
+    rl = result.walk_forward["rl"]
+    period_days = days[:: result.settings.env.period][: len(rl.params)]
+    history = {
+        k: np.array([getattr(p, k) for p in rl.params])
+        for k in ("beta_c", "beta_s", "beta_d", "leverage", "position_weight", "w_macro")
+    }
+    (plot_dir / "parameter_history.png").write_bytes(
+        report.parameter_history_png(period_days, history, "RL parameters per period")
+    )
+    return {"agents": agents_dir, "evaluation": eval_dir, "plots": plot_dir}
