@@ -40,7 +40,8 @@ lint: install-test
 	$(VENV)/bin/ruff check quant_genesis_dagster realtime_sidecar benchmarks tests
 	$(VENV)/bin/ruff format --check quant_genesis_dagster realtime_sidecar benchmarks tests
 
-## make up — Dagster UI (webserver + daemon) on 127.0.0.1:3000 against the embedded stores
+## make up — Dagster UI (webserver + daemon) on 127.0.0.1:3000 and, for the embedded MLflow store,
+## the MLflow UI on 127.0.0.1:5000 (stopped with the Dagster UI); a remote MLFLOW_TRACKING_URI is printed
 up: install
 	$(VENV)/bin/quant-genesis up
 

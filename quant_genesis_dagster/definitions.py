@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_genesis_dagster.defs.approval import approval_job
 from quant_genesis_dagster.defs.attribution import attribution
 from quant_genesis_dagster.defs.backtest import book
+from quant_genesis_dagster.defs.calibration import calibration_job, rl_betas
 from quant_genesis_dagster.defs.clean import aligned_panel, cleaned_prices
 from quant_genesis_dagster.defs.factors import (
     chip_factors,
@@ -18,8 +20,13 @@ from quant_genesis_dagster.defs.intraday import intraday_eod
 from quant_genesis_dagster.defs.jobs import daily_job
 from quant_genesis_dagster.defs.predictions import predictions, signals
 from quant_genesis_dagster.defs.raw import raw_stock_info, raw_tables
+from quant_genesis_dagster.defs.recalibration import (
+    recalibration_sensor,
+    weekly_calibration_schedule,
+)
 from quant_genesis_dagster.defs.resources import (
     BacktestResource,
+    CalibrationResource,
     DataSourceResource,
     FactorSettingsResource,
     ParamStoreResource,
@@ -43,14 +50,17 @@ defs = dg.Definitions(
         signals,
         book,
         attribution,
+        rl_betas,
     ],
-    jobs=[daily_job],
-    schedules=[daily_schedule],
+    jobs=[daily_job, calibration_job, approval_job],
+    schedules=[daily_schedule, weekly_calibration_schedule],
+    sensors=[recalibration_sensor],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
         "factor_settings": FactorSettingsResource(),
         "param_store": ParamStoreResource(),
         "backtest_settings": BacktestResource(),
+        "calibration": CalibrationResource(),
     },
 )

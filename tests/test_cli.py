@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import sys
 
 import dagster as dg
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from quant_genesis_dagster import cli
 from quant_genesis_dagster.definitions import defs
 from quant_genesis_dagster.demo import _failure_message
+from quant_genesis_dagster.settings import Settings
 
 
 @pytest.fixture
@@ -103,3 +107,85 @@ def test_bad_resource_settings_fail_the_run_with_one_line(tmp_path, resources, n
     assert not result.success
     msg = _failure_message(result)
     assert needle in msg and "\n" not in msg and "hunter2" not in msg
+
+
+# ------------------------------------------------------------------------------ make up
+def test_mlflow_ui_command_binds_localhost_over_the_embedded_store(tmp_path):
+    settings = Settings.from_env({"QG_HOME": str(tmp_path)})
+    cmd = cli.mlflow_ui_command(settings, 5123)
+    assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
+
+    def arg(flag):
+        return cmd[cmd.index(flag) + 1]
+
+    assert arg("--host") == "127.0.0.1" and "0.0.0.0" not in cmd
+    assert arg("--port") == "5123"
+    assert arg("--backend-store-uri") == settings.mlflow_tracking_uri  # the parameter store's
+    assert arg("--default-artifact-root") == settings.mlflow_artifacts.as_uri()
+    assert arg("--workers") == "1"
+    env = cli.mlflow_ui_env({"PATH": "/usr/bin"})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["PATH"] == "/usr/bin"
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("https://ann:s3cret@mlflow.example:5000/", "MLflow UI on https://mlflow.example:5000/"),
+        ("postgresql+psycopg2://u:s3cret@db/mlflow", "postgresql+psycopg2://u:***@db/mlflow"),
+    ],
+)
+def test_up_prints_a_remote_tracking_store_instead_of_serving_it(tmp_path, capsys, uri, shown):
+    settings = Settings.from_env({"QG_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": uri})
+    assert cli.mlflow_ui_command(settings, 5000) is None
+    assert cli._start_mlflow_ui(settings, 5000) is None
+    out = capsys.readouterr().out
+    assert shown in out and "s3cret" not in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_stops_the_mlflow_ui_when_the_dagster_ui_stops(qg_home, tmp_path, monkeypatch, capsys):
+    """Stand-ins for the two servers (starting the real ones takes 5-15 s): the MLflow one
+    records its pid and sleeps; the Dagster one exits once the MLflow one runs."""
+    pid_file = tmp_path / "mlflow.pid"
+    mlflow_stand_in = (
+        "import os, time\n"
+        f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.replace({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+        "time.sleep(120)\n"
+    )
+    dagster_stand_in = (
+        "import pathlib, sys, time\n"
+        "for _ in range(400):\n"
+        f"    if pathlib.Path({str(pid_file)!r}).exists(): sys.exit(0)\n"
+        "    time.sleep(0.05)\n"
+        "sys.exit(3)\n"
+    )
+    monkeypatch.setattr(
+        cli, "mlflow_ui_command", lambda settings, port: [sys.executable, "-c", mlflow_stand_in]
+    )
+    monkeypatch.setattr(
+        cli, "dagster_ui_command", lambda host, port: [sys.executable, "-c", dagster_stand_in]
+    )
+    port = _free_port()
+    assert cli.main(["up", "--mlflow-port", str(port)]) == 0
+    out = capsys.readouterr().out
+    assert f"MLflow UI on http://127.0.0.1:{port}" in out
+    assert "Dagster UI on http://127.0.0.1:3000" in out
+    with pytest.raises(ProcessLookupError):  # stopped (and reaped) when the Dagster UI exited
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_up_refuses_a_busy_mlflow_port(qg_home, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert cli.main(["up", "--mlflow-port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"port {port} on 127.0.0.1 is in use" in err and "\n" not in err

@@ -262,7 +262,9 @@ def test_a_calibration_run_registers_a_version_through_the_gate(worlds):
     meta = mat.asset_materialization.metadata
     version = meta["version"].value
     assert meta["status"].value in ("approved", "pending_approval", "not_promoted")
-    assert "rolling_ls" in meta["walk_forward"].value and "equal_weights" in meta["walk_forward"].value
+    assert (
+        "rolling_ls" in meta["walk_forward"].value and "equal_weights" in meta["walk_forward"].value
+    )
     pv = store.get(int(version.rsplit("v", 1)[1]))
     assert pv.status == meta["status"].value
     after = store.champion()

@@ -8,10 +8,17 @@ Layout in MLflow (tracking URI = registry URI):
   (``dagster/run_id``, ``dagster/partition_key``, ``qg/registered_model``, the caller's);
 * and one **version** of the registered model ``quant_genesis_params`` whose source is that
   artifact directory (``runs:/<run_id>/params``, so ``models:/quant_genesis_params@champion``
-  downloads ``params.json``), with the version tag ``status`` (``candidate``, ``approved``, ...);
-* **aliases**: ``champion`` is the set predictions use, ``challenger`` the one under evaluation.
-  Every alias decision is recorded on the version as tags ``decision/<alias>/by|at|why`` (and
-  ``.../replaced``: the version that held the alias before).
+  downloads ``params.json``), with the version tag ``status`` (``STATUSES``: ``candidate``,
+  ``approved``, ``pending_approval``, ``not_promoted``, ``rejected``);
+* other artifacts of the run (agent zips with their normalization statistics, the data/config
+  hash, plots) under their own directories beside ``params/`` (``register(artifacts=...)``,
+  ``log_artifacts``);
+* **aliases**: ``champion`` is the set predictions use, ``challenger`` the one under evaluation
+  (a version pending a person's approval). Every alias decision is recorded on the version as
+  tags ``decision/<alias>/by|at|why`` (and ``.../replaced``: the version that held the alias
+  before; ``.../removed_by|removed_at|removed_why`` when the alias was taken away), and so is
+  every other decision (``decision/<action>/...``, see ``decision_tags``); which decisions are
+  allowed when is ``domain.calibration.governance``.
 
 Reading a version takes its params from the version's run (two small calls, ~10 ms on the
 SQLite store), not from the artifact; ``ParamSet.from_dict`` validates the ranges, so an
@@ -60,6 +67,13 @@ ARTIFACT_DIR = "params"
 ARTIFACT_FILE = "params.json"
 
 STATUS_TAG = "status"
+#: Values of the ``status`` version tag.
+STATUS_CANDIDATE = "candidate"  # registered, no decision yet
+STATUS_APPROVED = "approved"  # champion now or before (promoted by the system or a person)
+STATUS_PENDING = "pending_approval"  # the human filter stopped it: waits for approve / reject
+STATUS_NOT_PROMOTED = "not_promoted"  # no human needed, but it did not beat the champion
+STATUS_REJECTED = "rejected"  # a person said no: never becomes champion
+STATUSES = (STATUS_CANDIDATE, STATUS_APPROVED, STATUS_PENDING, STATUS_NOT_PROMOTED, STATUS_REJECTED)
 #: Version tag of the version registered by ``ensure_defaults`` (finds it again after a race).
 BOOTSTRAP_TAG = "qg/bootstrap"
 TAG_DAGSTER_RUN = "dagster/run_id"
@@ -81,6 +95,8 @@ class ParamVersion:
     run_id: str
     status: str
     tags: dict[str, str]
+    #: The aliases pointing at this version when it was read (``champion``, ``challenger``).
+    aliases: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -88,9 +104,28 @@ class ParamVersion:
         return f"{self.name}/v{self.version}"
 
     def decision(self, alias: str) -> dict[str, str]:
-        """The recorded decision for ``alias`` on this version: keys by, at, why (, replaced)."""
+        """The recorded decision for ``alias`` (or another action: ``approve``, ``reject``,
+        ``calibration``) on this version: keys by, at, why (, replaced, via, removed_...)."""
         prefix = f"decision/{alias}/"
         return {k[len(prefix) :]: v for k, v in self.tags.items() if k.startswith(prefix)}
+
+
+def decision_tags(action: str, *, who: str, why: str, **extra: str) -> dict[str, str]:
+    """The audit record of one decision as version tags: ``decision/<action>/by`` (who),
+    ``.../at`` (now, ISO 8601 UTC), ``.../why`` and ``.../<key>`` for every ``extra`` value that
+    is not empty. ``QGError`` when ``who`` or ``why`` is blank: a decision is never anonymous."""
+    if not isinstance(action, str) or not action.strip() or "/" in action:
+        raise QGError(f"decision: action {action!r} must be a non-empty word without '/'")
+    for label, value in (("who", who), ("why", why)):
+        if not isinstance(value, str) or not value.strip():
+            raise QGError(f"{action}: `{label}` is required for the audit record")
+    record = {
+        f"decision/{action}/by": who.strip(),
+        f"decision/{action}/at": _now_iso(),
+        f"decision/{action}/why": why.strip(),
+    }
+    record.update({f"decision/{action}/{k}": str(v) for k, v in extra.items() if v})
+    return record
 
 
 def parse_version_id(version_id: str) -> tuple[str, int]:
@@ -206,6 +241,43 @@ def _is_missing(err: Exception) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "not found" in str(err)
 
 
+def _artifact_items(
+    artifacts: Mapping[str, str | os.PathLike[str]] | None, what: str
+) -> list[tuple[str, Path]]:
+    """``{artifact dir in the run: local path}`` checked: relative dirs, not the version's own
+    ``params/``, existing paths. Nothing is written before every entry passed."""
+    items: list[tuple[str, Path]] = []
+    for key, local in (artifacts or {}).items():
+        where = key.strip().strip("/") if isinstance(key, str) else ""
+        parts = where.split("/")
+        if not where or any(p in ("", ".", "..") for p in parts) or key.strip().startswith("/"):
+            raise QGError(
+                f"{what}: artifact path {key!r} must be a relative directory in the run "
+                "(e.g. 'agents' or 'plots/equity')"
+            )
+        if parts[0] == ARTIFACT_DIR:
+            raise QGError(
+                f"{what}: artifact path {key!r} is inside {ARTIFACT_DIR + '/'!r}, the version's "
+                "own parameter file; choose another directory (e.g. 'agents')"
+            )
+        try:
+            path = Path(os.fspath(local)).expanduser()
+        except TypeError:
+            raise QGError(f"{what}: artifact {key!r}: {local!r} is not a path") from None
+        if not path.exists():
+            raise QGError(f"{what}: artifact {key!r}: {path} does not exist; nothing was logged")
+        items.append((where, path))
+    return items
+
+
+def _log_files(client: MlflowClient, run_id: str, items: list[tuple[str, Path]]) -> None:
+    for where, path in items:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=where)
+        else:
+            client.log_artifact(run_id, str(path), artifact_path=where)
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -263,24 +335,33 @@ class ParamStore:
 
     def get(self, version: int) -> ParamVersion:
         """Version ``version`` of the registered model, validated."""
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise QGError(f"parameter version must be a positive integer, got {version!r}")
-        MlflowException = _mlflow_exception()
-        client = self._client()
-        try:
-            mv = client.get_model_version(self.name, str(version))
-        except MlflowException as err:
-            if _is_missing(err):
-                raise QGError(
-                    f"no parameter version {self.name}/v{version} in MLflow at {self.where}; "
-                    "list the versions with ParamStore.versions() or in the MLflow UI"
-                ) from None
-            raise self._error(f"reading {self.name}/v{version}", err) from None
-        return self._to_version(mv)
+        return self._to_version(self._model_version(version))
 
-    def versions(self) -> list[ParamVersion]:
-        """Every (not deleted) version, oldest first."""
-        return [self._to_version(mv) for mv in self._model_versions()]
+    def versions(self, status: str | None = None) -> list[ParamVersion]:
+        """Every (not deleted) version, oldest first; only those with ``status`` when given."""
+        if status is not None and (
+            not isinstance(status, str) or not status.strip() or "'" in status
+        ):
+            raise QGError(f"versions: invalid status {status!r}; one of {', '.join(STATUSES)}")
+        found = self._model_versions(status.strip() if status else None)
+        if not found:
+            return []
+        held = self._aliases()
+        return [
+            self._to_version(mv, aliases=tuple(sorted(held.get(int(mv.version), ()))))
+            for mv in found
+        ]
+
+    def check_exists(self) -> None:
+        """``QGError`` when the tracking URI is a SQLite file that does not exist (nothing was
+        ever registered there; MLflow would silently create an empty store). Other stores are
+        checked by their first call."""
+        db = _sqlite_path(self.tracking_uri)
+        if db is not None and not db.exists():
+            raise QGError(
+                f"no MLflow store at {self.where} (the file does not exist); run `quant-genesis "
+                "demo` or the daily job first, or set MLFLOW_TRACKING_URI to your tracking store"
+            )
 
     def alias(self, alias: str) -> ParamVersion | None:
         """The version holding ``alias`` (e.g. ``CHALLENGER``), or None."""
@@ -327,7 +408,7 @@ class ParamStore:
                 defaults,
                 description="defaults (ParamSet DEFAULTS), registered by ensure_defaults",
                 tags=tags,
-                status="approved",
+                status=STATUS_APPROVED,
                 run_name="defaults",
                 version_tags={BOOTSTRAP_TAG: "defaults"},
             )
@@ -340,17 +421,26 @@ class ParamStore:
         *,
         description: str = "",
         tags: dict[str, str] | None = None,
-        status: str = "candidate",
+        status: str = STATUS_CANDIDATE,
         dagster_run_id: str | None = None,
         partition_key: str | None = None,
         metrics: dict[str, float] | None = None,
+        artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        version_tags: Mapping[str, str] | None = None,
     ) -> ParamVersion:
-        """A new run (params, metrics, ``params/params.json``, tags) and a new model version
-        pointing at its artifact, with version tag ``status``. No alias changes."""
+        """A new run (params, metrics, ``params/params.json``, tags, ``artifacts``) and a new
+        model version pointing at its ``params/`` artifact, with version tag ``status`` and
+        ``version_tags`` (tags of the version only, e.g. decision records). No alias changes.
+
+        ``artifacts``: artifact directory in the run → a local file (logged into that directory)
+        or directory (its contents logged under it), e.g. ``{"agents": zip_dir, "plots":
+        equity_png}``. Every path is checked before anything is written; ``params`` is the
+        version's own directory and cannot be used."""
         if not isinstance(params, ParamSet):
             raise QGError(f"register: params must be a ParamSet, got {type(params).__name__}")
         if not isinstance(status, str) or not status.strip():
             raise QGError("register: status must be a non-empty string (e.g. candidate)")
+        files = _artifact_items(artifacts, "register")
         version, _ = self._create_version(
             params,
             description=description,
@@ -359,8 +449,67 @@ class ParamStore:
             dagster_run_id=dagster_run_id,
             partition_key=partition_key,
             metrics=metrics,
+            artifacts=files,
+            version_tags=_str_tags(version_tags, "version tag"),
         )
         return self.get(version)
+
+    def log_artifacts(self, run_id: str, artifacts: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Log local files / directories into run ``run_id`` (same mapping as ``register``'s
+        ``artifacts``), e.g. plots made after the version was registered."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise QGError("log_artifacts: run_id must be a non-empty string")
+        files = _artifact_items(artifacts, "log_artifacts")
+        client = self._client()
+        with self._errors(f"logging artifacts into run {run_id}"):
+            _log_files(client, run_id.strip(), files)
+
+    def set_status(
+        self, version: int, status: str, *, tags: Mapping[str, str] | None = None
+    ) -> ParamVersion:
+        """Set the ``status`` version tag (and ``tags``, e.g. ``decision_tags(...)``) of
+        ``version``. No alias changes; the rules of which status may follow which are the
+        governance's (``domain.calibration.governance``)."""
+        if not isinstance(status, str) or not status.strip():
+            raise QGError(f"set_status: status must be a non-empty string ({', '.join(STATUSES)})")
+        values = {**_str_tags(tags, "version tag"), STATUS_TAG: status.strip()}
+        self._model_version(version)  # exists
+        client = self._client()
+        with self._errors(f"setting the status of {self.name}/v{version} to {status.strip()!r}"):
+            for key, value in values.items():
+                self._retry(client.set_model_version_tag, self.name, str(version), key, value)
+        return self.get(version)
+
+    def remove_alias(
+        self, alias: str, *, who: str, why: str, version: int | None = None
+    ) -> int | None:
+        """Take ``alias`` away (only if it points at ``version``, when given) and record it on
+        the version that held it (``decision/<alias>/removed_by|removed_at|removed_why``).
+        Returns that version, or None when nothing was removed. The champion alias cannot be
+        removed: predictions always need one (promote another version instead)."""
+        if not isinstance(alias, str) or not alias.strip():
+            raise QGError("remove_alias: alias must be a non-empty string (e.g. challenger)")
+        alias = alias.strip()
+        if alias == CHAMPION:
+            raise QGError(
+                f"the {CHAMPION!r} alias of {self.name} cannot be removed: predictions always use "
+                "the champion; promote (approve) another version to replace it"
+            )
+        record = {
+            k.replace(f"decision/{alias}/", f"decision/{alias}/removed_"): v
+            for k, v in decision_tags(alias, who=who, why=why).items()
+        }
+        mv = self._alias_version(alias)
+        if mv is None or (version is not None and int(mv.version) != version):
+            return None
+        held = int(mv.version)
+        client = self._client()
+        with self._errors(f"removing alias {alias!r} of {self.name} from v{held}"):
+            self._retry(client.delete_registered_model_alias, self.name, alias)
+            for key, value in record.items():
+                self._retry(client.set_model_version_tag, self.name, str(held), key, value)
+        log.info("%s/v%s is no longer %s (by %s)", self.name, held, alias, who.strip())
+        return held
 
     def set_alias(self, alias: str, version: int, *, who: str, why: str) -> ParamVersion:
         """Point ``alias`` at ``version`` and record the decision on that version
@@ -368,9 +517,13 @@ class ParamStore:
         self._set_alias(alias, version, who=who, why=why)
         return self.get(version)
 
-    def promote(self, version: int, *, who: str, why: str) -> ParamVersion:
-        """Make ``version`` the champion (recorded like ``set_alias``; ``status=approved``)."""
-        self._set_alias(CHAMPION, version, who=who, why=why, tags={STATUS_TAG: "approved"})
+    def promote(
+        self, version: int, *, who: str, why: str, tags: Mapping[str, str] | None = None
+    ) -> ParamVersion:
+        """Make ``version`` the champion (recorded like ``set_alias``; ``status=approved``; and
+        ``tags``, e.g. the record of the approval that led to it, written with them)."""
+        extra = {**_str_tags(tags, "version tag"), STATUS_TAG: STATUS_APPROVED}
+        self._set_alias(CHAMPION, version, who=who, why=why, tags=extra)
         return self.get(version)
 
     # ------------------------------------------------------------------ internals
@@ -402,13 +555,10 @@ class ParamStore:
         self.get(version)  # exists, and its params are valid: never alias a broken version
         previous = self._alias_version(alias)
         client = self._client()
-        record = {
-            f"decision/{alias}/by": who.strip(),
-            f"decision/{alias}/at": _now_iso(),
-            f"decision/{alias}/why": why.strip(),
-        }
+        replaced = ""
         if previous is not None and int(previous.version) != version:
-            record[f"decision/{alias}/replaced"] = str(previous.version)
+            replaced = str(previous.version)
+        record = decision_tags(alias, who=who, why=why, replaced=replaced)
         with self._errors(f"setting alias {alias!r} of {self.name} to v{version}"):
             self._retry(client.set_registered_model_alias, self.name, alias, str(version))
             for key, value in {**record, **(tags or {})}.items():
@@ -465,6 +615,37 @@ class ParamStore:
             f"it, or set the {CHAMPION!r} alias in the MLflow UI)"
         )
 
+    def _model_version(self, version: int) -> ModelVersion:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise QGError(f"parameter version must be a positive integer, got {version!r}")
+        MlflowException = _mlflow_exception()
+        client = self._client()
+        try:
+            return client.get_model_version(self.name, str(version))
+        except MlflowException as err:
+            if _is_missing(err):
+                raise QGError(
+                    f"no parameter version {self.name}/v{version} in MLflow at {self.where}; "
+                    "list the versions with `quant-genesis versions`, ParamStore.versions() or "
+                    "in the MLflow UI"
+                ) from None
+            raise self._error(f"reading {self.name}/v{version}", err) from None
+
+    def _aliases(self) -> dict[int, list[str]]:
+        """Version → the aliases pointing at it (a version search does not return them)."""
+        MlflowException = _mlflow_exception()
+        client = self._client()
+        try:
+            model = client.get_registered_model(self.name)
+        except MlflowException as err:
+            if _is_missing(err):
+                return {}
+            raise self._error(f"reading the aliases of {self.name}", err) from None
+        held: dict[int, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            held.setdefault(int(version), []).append(alias)
+        return held
+
     def _alias_version(self, alias: str) -> ModelVersion | None:
         MlflowException = _mlflow_exception()
         client = self._client()
@@ -475,20 +656,23 @@ class ParamStore:
                 return None
             raise self._error(f"reading alias {alias!r} of {self.name}", err) from None
 
-    def _model_versions(self) -> list[ModelVersion]:
+    def _model_versions(self, status: str | None = None) -> list[ModelVersion]:
         client = self._client()
         found: list[ModelVersion] = []
         token: str | None = None
+        query = f"name='{self.name}'"
+        if status is not None:
+            query += f" and tags.{STATUS_TAG}='{status}'"
         with self._errors(f"listing the versions of {self.name}"):
             while True:
-                page = client.search_model_versions(f"name='{self.name}'", page_token=token)
+                page = client.search_model_versions(query, page_token=token)
                 found.extend(page)
                 token = getattr(page, "token", None)
                 if not token:
                     break
         return sorted(found, key=lambda mv: int(mv.version))
 
-    def _to_version(self, mv: ModelVersion) -> ParamVersion:
+    def _to_version(self, mv: ModelVersion, aliases: tuple[str, ...] | None = None) -> ParamVersion:
         label = f"{self.name}/v{mv.version}"
         if not mv.run_id:
             raise QGError(
@@ -518,6 +702,7 @@ class ParamStore:
             run_id=mv.run_id,
             status=tags.get(STATUS_TAG, "unknown"),
             tags=tags,
+            aliases=tuple(sorted(mv.aliases or ())) if aliases is None else aliases,
         )
 
     def _experiment(self) -> str:
@@ -581,6 +766,7 @@ class ParamStore:
         metrics: Mapping[str, float] | None = None,
         run_name: str | None = None,
         version_tags: Mapping[str, str] | None = None,
+        artifacts: list[tuple[str, Path]] | None = None,
     ) -> tuple[int, str]:
         _import_mlflow()
         from mlflow.entities import Metric, Param
@@ -615,6 +801,7 @@ class ParamStore:
                     metrics=metric_rows,
                 )
                 client.log_dict(run_id, values, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}")
+                _log_files(client, run_id, artifacts or [])
             except BaseException:
                 client.set_terminated(run_id, "FAILED")
                 raise
