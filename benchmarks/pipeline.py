@@ -27,6 +27,7 @@ from pathlib import Path
 from quant_genesis_dagster.domain import calendar
 from quant_genesis_dagster.settings import (
     DAGSTER_ENV_DEFAULTS,
+    EMBEDDED_DAGSTER_YAML,
     Settings,
     apply_dagster_env_defaults,
 )
@@ -39,7 +40,11 @@ def _instance(home: Path):
         yaml = (Path(__file__).resolve().parents[1] / "dagster.yaml").read_text()
         (home / "dagster.yaml").write_text(yaml)
         return dg.DagsterInstance.from_config(str(home)), "postgresql"
-    return dg.DagsterInstance.local_temp(str(home)), "sqlite"
+    # the embedded instance's own yaml: SQLite storage under home, telemetry off (no banner, no
+    # network lookups), as `quant-genesis demo` / `up` use it
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(EMBEDDED_DAGSTER_YAML.format(base_dir=home / "storage"))
+    return dg.DagsterInstance.from_config(str(home)), "sqlite"
 
 
 def _step_seconds(instance, run_id: str) -> dict[str, float]:

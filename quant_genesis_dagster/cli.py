@@ -43,6 +43,8 @@ DEFAULT_SYMBOLS = 300
 # year of the window shows a complete panel.
 DEFAULT_SESSIONS = 500
 DEFAULT_SEED = 7
+#: The demo's closing calibration: a small training budget (the weekly default is larger).
+DEMO_CALIBRATION_STEPS = 768
 DEFAULT_MLFLOW_PORT = 5000
 #: Seconds the MLflow server gets to exit after SIGTERM (its workers take ~10 s) before SIGKILL.
 MLFLOW_STOP_TIMEOUT_S = 20.0
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "in Asia/Taipei)",
     )
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED, help="sample market seed")
+    demo.add_argument(
+        "--calibration-steps",
+        type=int,
+        default=DEMO_CALIBRATION_STEPS,
+        help="PPO training steps of the closing calibration (0: skip it)",
+    )
     up = sub.add_parser("up", help="Dagster UI (webserver + daemon) and the MLflow UI on 127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
     up.add_argument("--host", default="127.0.0.1")
@@ -126,6 +134,8 @@ def demo_window(sessions: int, end: str | None, today: dt.date | None = None) ->
 def _demo(args: argparse.Namespace) -> int:
     if args.symbols < 10:
         raise QGError(f"--symbols must be >= 10 (got {args.symbols})")
+    if args.calibration_steps < 0:
+        raise QGError(f"--calibration-steps must be >= 0 (got {args.calibration_steps})")
     settings = Settings.from_env()
     _embedded_instance_env(settings)
     window = demo_window(args.sessions, args.end)
@@ -134,7 +144,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     open_warehouse(settings.database_url, settings.home)  # fail fast on a bad QG_DATABASE_URL
 
-    return run_demo(settings, window, n_symbols=args.symbols, seed=args.seed)
+    return run_demo(settings, window, n_symbols=args.symbols, seed=args.seed,
+                    calibration_steps=args.calibration_steps)  # fmt: skip
 
 
 # ----------------------------------------------------------------------- versions / decisions

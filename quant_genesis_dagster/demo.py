@@ -1,5 +1,7 @@
 """``quant-genesis demo``: run ``daily_job`` over a window in the embedded Dagster instance with a
-live progress display, then print what was built and where it lives."""
+live progress display, print what was built and where it lives, then end with one calibration
+(``calibration_job`` for the window's last session, a small training budget): the walk-forward
+table, the new parameter version's status, and how to look at it in the MLflow UI."""
 
 from __future__ import annotations
 
@@ -17,7 +19,14 @@ from quant_genesis_dagster.settings import Settings
 console = Console()
 
 
-def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed: int) -> int:
+def run_demo(
+    settings: Settings,
+    window: list[dt.date],
+    *,
+    n_symbols: int,
+    seed: int,
+    calibration_steps: int = 0,
+) -> int:
     import dagster as dg
 
     from quant_genesis_dagster.definitions import defs
@@ -72,7 +81,97 @@ def run_demo(settings: Settings, window: list[dt.date], *, n_symbols: int, seed:
         console.print(f"[red]run {run_id} failed[/]: {_failure_message(result)}")
         return 1
     _summary(settings, window, run_id, seconds)
+    if calibration_steps > 0:
+        return run_calibration(settings, window, calibration_steps, run_config["resources"])
     return 0
+
+
+def calibration_config(window: list[dt.date], steps: int) -> dict | None:
+    """The demo calibration's resource config: the default walk-forward window (60 sessions)
+    and as much training history as the window holds up to 250 sessions; None when the window
+    is too short for a calibration (it needs the warm-up + one period of training)."""
+    from quant_genesis_dagster.domain.calibration.calibrate import CalibrationSettings
+
+    s = CalibrationSettings()
+    train = min(s.train_sessions, len(window) - s.eval_sessions - 1)
+    if train < s.env.warmup + 2 * s.env.period:
+        return None
+    return {"total_steps": steps, "train_sessions": train, "eval_sessions": s.eval_sessions}
+
+
+def run_calibration(settings: Settings, window: list[dt.date], steps: int, resources: dict) -> int:
+    """``calibration_job`` for the window's last session; prints the walk-forward table and the
+    new version's status."""
+    import dagster as dg
+
+    from quant_genesis_dagster.definitions import defs
+    from quant_genesis_dagster.defs.calibration import CALIBRATION_JOB_NAME
+
+    config = calibration_config(window, steps)
+    if config is None:
+        console.print(
+            f"No calibration: {len(window)} sessions are too few for a walk-forward window "
+            "and training history (use --sessions 150 or more)."
+        )
+        return 0
+    end = window[-1]
+    console.print(
+        f"[bold]Calibration[/] for {end}: PPO agents ({steps} steps), walk-forward over the "
+        f"last {config['eval_sessions']} sessions …"
+    )
+    instance = dg.DagsterInstance.get()
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def(CALIBRATION_JOB_NAME).execute_in_process(
+        run_config={"resources": resources | {"calibration": {"config": config}},
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        instance=instance, partition_key=end.isoformat(), raise_on_error=False,
+        tags={"quant_genesis/origin": "demo"},
+    )  # fmt: skip
+    if not result.success:
+        console.print(f"[red]calibration failed[/]: {_failure_message(result)}")
+        return 1
+    mat = instance.fetch_materializations(dg.AssetKey("rl_betas"), limit=1).records[0]
+    _print_calibration(settings, mat.asset_materialization.metadata, time.perf_counter() - t0)
+    return 0
+
+
+def _print_calibration(settings: Settings, meta: dict, seconds: float) -> None:
+    def value(key):
+        v = meta.get(key)
+        return getattr(v, "value", v)
+
+    rows = (value("walk_forward_table") or {}).get("rows", [])
+    t = Table(title="Walk-forward comparison (the next unseen window, same Taiwan costs)")
+    for col in ("candidate", "Sharpe", "ann. return", "MDD", "Sharpe qlib", "turnover/d",
+                "cost/d", "β C/S/D"):  # fmt: skip
+        t.add_column(col, justify="left" if col == "candidate" else "right")
+    for r in rows:
+        t.add_row(
+            r["candidate"], _num(r["sharpe"], "+.2f"), _num(r["annual_return"], "+.1%"),
+            _num(r["max_drawdown"], ".1%"), _num(r["sharpe_qlib"], "+.2f"),
+            _num(r["turnover"], ".1%"), _num(r["cost_drag"], ".3%"),
+            f"{r['beta_c']:.2f}/{r['beta_s']:.2f}/{r['beta_d']:.2f}",
+        )  # fmt: skip
+    console.print(t)
+    console.print(
+        f"New parameter version {value('version')}: [bold]{value('status')}[/] — {value('why')}"
+    )
+    reasons = value("gate_reasons")
+    if reasons and reasons != "none":
+        console.print(f"Needs a person because:\n{reasons}")
+        console.print(
+            f"  approve: .venv/bin/quant-genesis approve {value('version')} --why '...'\n"
+            f"  reject:  .venv/bin/quant-genesis reject {value('version')} --why '...'"
+        )
+    console.print(
+        f"Calibration took {seconds:.1f} s. Compare the versions in the MLflow UI: `make up`, "
+        "then http://127.0.0.1:5000 → Models → quant_genesis_params (versions, aliases, "
+        "status tags) or Experiments → quant_genesis/params (runs side by side)."
+    )
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None or v != v else format(v, fmt)  # None or NaN
 
 
 def _watch(instance, run_id, progress, task, stop: threading.Event) -> None:

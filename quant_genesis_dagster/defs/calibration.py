@@ -147,6 +147,7 @@ def rl_betas(
         "promoted": decision.promoted,
         "gate_reasons": dg.MetadataValue.md("\n".join(f"* {r}" for r in decision.reasons) or "none"),
         "walk_forward": dg.MetadataValue.md(report.frame_markdown(table)),
+        "walk_forward_table": dg.MetadataValue.json({"rows": _json_rows(table)}),
         "train_steps": result.agents.train_steps,
         "train_seconds": round(result.seconds["train"], 1),
         "data_hash": result.data_hash,
@@ -158,6 +159,11 @@ def rl_betas(
     if url:
         metadata["mlflow_run"] = dg.MetadataValue.url(url)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _json_rows(table: pl.DataFrame) -> list[dict]:
+    """Rows with NaN as null (JSON has no NaN)."""
+    return table.with_columns(pl.col(pl.Float64).fill_nan(None)).to_dicts()
 
 
 calibration_job = dg.define_asset_job(
