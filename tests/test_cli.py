@@ -189,3 +189,18 @@ def test_up_refuses_a_busy_mlflow_port(qg_home, capsys):
         assert cli.main(["up", "--mlflow-port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"port {port} on 127.0.0.1 is in use" in err and "\n" not in err
+
+
+def test_the_demo_calibration_fits_its_window_or_is_skipped_with_a_reason(capsys):
+    from quant_genesis_dagster import demo
+    from quant_genesis_dagster.domain import calendar
+
+    long = calendar.last_sessions(500, "2024-08-30")
+    assert demo.calibration_config(long, 768) == {
+        "total_steps": 768, "train_sessions": 250, "eval_sessions": 60,
+    }  # fmt: skip
+    assert demo.calibration_config(long[-200:], 768)["train_sessions"] == 139
+    short = long[-90:]
+    assert demo.calibration_config(short, 768) is None
+    assert demo.run_calibration(cli.Settings.from_env(), short, 768, {}) == 0
+    assert "too few for a walk-forward window" in capsys.readouterr().out
