@@ -427,8 +427,10 @@ class ParamStore:
         metrics: dict[str, float] | None = None,
         artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
         version_tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
     ) -> ParamVersion:
-        """A new run (params, metrics, ``params/params.json``, tags, ``artifacts``) and a new
+        """A new run (params, metrics, ``params/params.json``, tags, ``artifacts``; named
+        ``run_name`` in the UI, MLflow picks a random name when None) and a new
         model version pointing at its ``params/`` artifact, with version tag ``status`` and
         ``version_tags`` (tags of the version only, e.g. decision records). No alias changes.
 
@@ -451,6 +453,7 @@ class ParamStore:
             metrics=metrics,
             artifacts=files,
             version_tags=_str_tags(version_tags, "version tag"),
+            run_name=run_name,
         )
         return self.get(version)
 

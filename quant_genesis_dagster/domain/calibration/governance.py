@@ -219,6 +219,7 @@ def record_calibration(
         partition_key=partition_key,
         metrics=run_metrics,
         artifacts=artifacts,
+        run_name=f"calibration {partition_key}" if partition_key else "calibration",
     )
 
     if reasons:
