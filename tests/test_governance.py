@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,13 +27,6 @@ from quant_genesis_dagster.settings import Settings
 
 BETTER = {"rl": 1.3, "champion": 0.9, "static": 0.7, "rolling_ls": 0.8, "equal_weight": 0.5}
 SMALL = DEFAULTS.replace(beta_c=0.44, t_fear=18.0)  # betas move ~6%: no person needed
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_telemetry() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,13 +31,6 @@ from quant_genesis_dagster.errors import QGError
 from quant_genesis_dagster.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_telemetry() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        yield
 
 
 @pytest.fixture(scope="module")
