@@ -274,6 +274,6 @@ def test_a_calibration_run_registers_a_version_through_the_gate(worlds):
         assert after.version == before.version
     run = store._client().get_run(pv.run_id)
     assert run.data.tags["dagster/partition_key"] == D20.isoformat()
-    assert "walk_forward/sharpe/champion" in run.data.metrics
+    assert "walk_forward/champion/sharpe" in run.data.metrics
     names = {a.path for a in store._client().list_artifacts(pv.run_id)}
     assert {"agents", "evaluation", "plots"} <= names
