@@ -18,6 +18,7 @@ name). User errors print one line (no traceback) and exit 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -329,10 +330,23 @@ def _start_mlflow_ui(settings: Settings, port: int) -> subprocess.Popen[bytes] |
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     print(f"MLflow UI on http://127.0.0.1:{port} (starting; log {log_path})")
     threading.Thread(target=_report_early_exit, args=(proc, log_path), daemon=True).start()
     return proc
+
+
+def _die_with_parent() -> None:
+    """In the MLflow child before exec (Linux): SIGTERM when ``quant-genesis up`` dies, even by
+    SIGKILL, so the UI never outlives it (it runs in its own session, out of reach of a signal
+    to our process group)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: _stop still runs on a normal exit
+        pass
 
 
 def _report_early_exit(proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -362,10 +376,11 @@ class _Terminated(Exception):
     """SIGTERM to ``quant-genesis up``."""
 
 
-def _run_foreground(cmd: list[str], cwd: str, grace: float = 30.0) -> int:
+def _run_foreground(cmd: list[str], cwd: str, grace: float = 30.0, on_stop: Any = None) -> int:
     """Run ``cmd`` until it exits. Ctrl-C reaches it from the terminal (same process group) and
     SIGTERM to this process is passed on: either way it gets ``grace`` seconds to stop its
-    webserver and daemon before it is killed."""
+    webserver and daemon before it is killed. ``on_stop()`` is called as soon as a stop is
+    asked for (to stop companions at the same time)."""
 
     def on_sigterm(signum: int, frame: object) -> None:
         raise _Terminated
@@ -376,6 +391,8 @@ def _run_foreground(cmd: list[str], cwd: str, grace: float = 30.0) -> int:
         try:
             return proc.wait()
         except (KeyboardInterrupt, _Terminated) as stop:
+            if on_stop is not None:
+                on_stop()
             if isinstance(stop, _Terminated):
                 proc.send_signal(signal.SIGTERM)  # dagster dev treats it as Ctrl-C
             try:
@@ -390,6 +407,13 @@ def _run_foreground(cmd: list[str], cwd: str, grace: float = 30.0) -> int:
             proc.wait()
 
 
+def _signal(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM) -> None:
+    """``sig`` to ``proc``'s process group, if it still runs (``_stop`` then waits for it)."""
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     _embedded_instance_env(settings)
@@ -399,7 +423,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home})")
     try:
         # run from DAGSTER_HOME: the repository's production dagster.yaml is not for this instance
-        return _run_foreground(cmd, cwd=dagster_home)
+        return _run_foreground(cmd, cwd=dagster_home, on_stop=lambda: _signal(mlflow_proc))
     finally:
         if mlflow_proc is not None:
             print("stopping the MLflow UI ...")

@@ -44,12 +44,21 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     home = tmp_path_factory.mktemp("qg")
-    port = _free_port()
+    port, mlflow_port = _free_port(), _free_port()
     env = {**os.environ, "QG_HOME": str(home)}
     env.pop("QG_DATABASE_URL", None)
     with open(home / "up.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quant_genesis_dagster.cli", "up", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "quant_genesis_dagster.cli",
+                "up",
+                "--port",
+                str(port),
+                "--mlflow-port",
+                str(mlflow_port),
+            ],  # fmt: skip
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -65,13 +74,23 @@ def ui(tmp_path_factory):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise AssertionError((home / "up.log").read_text()[-3000:]) from None
                     time.sleep(1)
-            yield {"port": port, "home": home}
+            yield {"port": port, "home": home, "mlflow_port": mlflow_port}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)  # dagster dev and the MLflow UI stop side by side
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+            # the MLflow UI (its own session) must not outlive `up`
+            deadline = time.monotonic() + 30
+            while _listening(mlflow_port) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert not _listening(mlflow_port), "the MLflow UI outlived quant-genesis up"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_webserver_listens_on_localhost_only(ui):
@@ -135,3 +154,19 @@ def test_backfill_launched_from_the_ui_runs_once_over_the_range(ui):
     engine = open_warehouse(None, ui["home"])
     per_session = io.count_rows(engine, models.AlignedPanel, group_by="session")
     assert sorted(str(k) for k in per_session) == BACKFILL_SESSIONS
+
+
+def test_the_mlflow_ui_answers_on_localhost_next_to_dagster(ui):
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{ui['mlflow_port']}/health", timeout=5
+            ) as r:
+                assert r.read().strip() == b"OK"
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (ui["home"] / "mlflow" / "server.log").read_text()[
+                -2000:
+            ]
+            time.sleep(1)
