@@ -131,11 +131,11 @@ def run_calibration(settings: Settings, window: list[dt.date], steps: int, resou
         console.print(f"[red]calibration failed[/]: {_failure_message(result)}")
         return 1
     mat = instance.fetch_materializations(dg.AssetKey("rl_betas"), limit=1).records[0]
-    _print_calibration(settings, mat.asset_materialization.metadata, time.perf_counter() - t0)
+    _print_calibration(mat.asset_materialization.metadata, time.perf_counter() - t0)
     return 0
 
 
-def _print_calibration(settings: Settings, meta: dict, seconds: float) -> None:
+def _print_calibration(meta: dict, seconds: float) -> None:
     def value(key):
         v = meta.get(key)
         return getattr(v, "value", v)

@@ -28,6 +28,7 @@ from quant_genesis_dagster.domain import report
 from quant_genesis_dagster.domain.calibration import data as cal_data
 from quant_genesis_dagster.domain.calibration import governance
 from quant_genesis_dagster.domain.calibration.calibrate import calibrate, write_artifacts
+from quant_genesis_dagster.domain.params import DEFAULTS
 from quant_genesis_dagster.domain.warehouse import io, models
 from quant_genesis_dagster.errors import QGError
 
@@ -40,7 +41,6 @@ def read_window(engine, start, end) -> cal_data.CalibrationData:
     """The calibration window's inputs from the warehouse (sessions ``start..end``), with the
     parameter set the market-risk rows are computed with (the defaults: only non-tunable
     parameters read them)."""
-    from quant_genesis_dagster.domain.params import DEFAULTS
 
     def read(model, cols):
         return io.read_slice(engine, model, start, end, columns=list(cols))

@@ -11,8 +11,7 @@ Layout in MLflow (tracking URI = registry URI):
   downloads ``params.json``), with the version tag ``status`` (``STATUSES``: ``candidate``,
   ``approved``, ``pending_approval``, ``not_promoted``, ``rejected``);
 * other artifacts of the run (agent zips with their normalization statistics, the data/config
-  hash, plots) under their own directories beside ``params/`` (``register(artifacts=...)``,
-  ``log_artifacts``);
+  hash, plots) under their own directories beside ``params/`` (``register(artifacts=...)``);
 * **aliases**: ``champion`` is the set predictions use, ``challenger`` the one under evaluation
   (a version pending a person's approval). Every alias decision is recorded on the version as
   tags ``decision/<alias>/by|at|why`` (and ``.../replaced``: the version that held the alias
@@ -456,16 +455,6 @@ class ParamStore:
             run_name=run_name,
         )
         return self.get(version)
-
-    def log_artifacts(self, run_id: str, artifacts: Mapping[str, str | os.PathLike[str]]) -> None:
-        """Log local files / directories into run ``run_id`` (same mapping as ``register``'s
-        ``artifacts``), e.g. plots made after the version was registered."""
-        if not isinstance(run_id, str) or not run_id.strip():
-            raise QGError("log_artifacts: run_id must be a non-empty string")
-        files = _artifact_items(artifacts, "log_artifacts")
-        client = self._client()
-        with self._errors(f"logging artifacts into run {run_id}"):
-            _log_files(client, run_id.strip(), files)
 
     def set_status(
         self, version: int, status: str, *, tags: Mapping[str, str] | None = None

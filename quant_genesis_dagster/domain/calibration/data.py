@@ -204,11 +204,12 @@ class CalibrationData:
         }
         offsets = {name: _offsets(df, g.sessions) for name, df in frames.items()}
 
+        us = model.us_move(panel)
         if factors is None or diagnosis is None:
-            preds = model.predict(zscored, model.us_move(panel), base, FEATURE_VERSION)
+            preds = model.predict(zscored, us, base, FEATURE_VERSION)
             a = attr.attribution(zscored, preds, panel)
             factors, diagnosis = a.factors, a.diagnosis
-        features = _features(g, panel, chip, comp, factors, diagnosis)
+        features = _features(g, panel, chip, comp, factors, diagnosis, frames["market_risk"])
         f1 = factors.filter(pl.col("horizon") == 1)
         factor_returns = np.stack(
             [
@@ -227,7 +228,7 @@ class CalibrationData:
             realized=realized,
             factors=comp,
             factor_returns=factor_returns,
-            us=model.us_move(panel),
+            us=us,
             base=base,
         )
 
@@ -256,17 +257,14 @@ def _xs_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(n >= 5, c, np.nan)
 
 
-def _features(g, panel, chip, comp, factors, diagnosis) -> np.ndarray:
+def _features(g, panel, chip, comp, factors, diagnosis, market_risk) -> np.ndarray:
     t_n = g.shape[0]
     out = np.full((t_n, len(FEATURES)), np.nan)
     col = {name: i for i, name in enumerate(FEATURES)}
     labels = regime.regime_labels_from_panel(panel)
     out[:, col["vix_level"]] = _per_session(g, labels, "vix_level")
     out[:, col["vix_slope"]] = _per_session(g, labels, "vix_slope")
-    mkt = panel.select("session", "taiex_close", "vixtwn", "margin_total").unique(
-        "session", keep="first", maintain_order=True
-    )
-    out[:, col["atr_ratio"]] = _per_session(g, risk.market_risk(mkt, ParamSet()), "atr_ratio")
+    out[:, col["atr_ratio"]] = _per_session(g, market_risk, "atr_ratio")
     reg = labels.select("session", "regime")
     for name in regime.REGIMES:
         one = reg.with_columns(

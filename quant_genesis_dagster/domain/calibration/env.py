@@ -31,6 +31,7 @@ import numpy as np
 
 from quant_genesis_dagster.domain.calibration import reward as reward_mod
 from quant_genesis_dagster.domain.calibration import spaces
+from quant_genesis_dagster.domain.calibration.data import COMPOSITES
 from quant_genesis_dagster.domain.calibration.simulator import PeriodResult, Simulator
 from quant_genesis_dagster.domain.params import ParamSet
 from quant_genesis_dagster.errors import QGError
@@ -199,7 +200,7 @@ class CalibrationEnv(gym.Env):
             "residual_abs_mean": float(np.abs(res).mean()) if res.size else 0.0,
         }
         if last is not None:
-            for k, name in enumerate(("f_c", "f_s", "f_d")):
+            for k, name in enumerate(COMPOSITES):
                 perf[f"contribution_{name}"] = float(last.contribution[:, k].sum())
                 perf[f"exposure_{name}"] = float(last.exposure[-1, k])
         return spaces.observe(perf, self.sim.data.features[self._t], self._params)
