@@ -19,9 +19,23 @@ from pathlib import Path
 EMBEDDED_DAGSTER_YAML = """\
 # Written by quant-genesis for the embedded (laptop) instance. Production: see dagster.yaml in
 # the repository (PostgreSQL storage from environment variables).
-storage:
-  sqlite:
-    base_dir: {base_dir}
+# The directories Dagster's `storage: sqlite:` uses; the event log writes a single-run backfill's
+# per-partition materializations in batches (quant_genesis_dagster/instance_storage.py).
+run_storage:
+  module: dagster._core.storage.runs
+  class: SqliteRunStorage
+  config:
+    base_dir: {base_dir}/history/
+event_log_storage:
+  module: quant_genesis_dagster.instance_storage
+  class: BatchedSqliteEventLogStorage
+  config:
+    base_dir: {base_dir}/history/runs/
+schedule_storage:
+  module: dagster._core.storage.schedules
+  class: SqliteScheduleStorage
+  config:
+    base_dir: {base_dir}/schedules
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
@@ -73,7 +87,8 @@ class Settings:
 # runs (webserver, daemon, `quant-genesis demo`, the benchmark); defaults, never overrides:
 # * DAGSTER_EVENT_BATCH_SIZE: a single-run backfill stores its per-partition materialization
 #   (and planned) events in batches — one INSERT per 1,000 on PostgreSQL storage instead of one
-#   connection and INSERT per event. No effect on SQLite storage, which stores them one by one.
+#   connection and INSERT per event; on the embedded SQLite storage through
+#   instance_storage.BatchedSqliteEventLogStorage (Dagster's own stores them one by one).
 # * DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS: a run over a partition range records ONE
 #   "materialization planned" event per asset holding the range, not one per partition
 #   (13 assets x 2,520 sessions = 33k events before the first step starts). Trade-off, from
