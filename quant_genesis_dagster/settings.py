@@ -47,6 +47,26 @@ nux:
   enabled: false
 """
 
+# Earlier versions of EMBEDDED_DAGSTER_YAML (same directories; Dagster's one-by-one SQLite event log).
+_PREVIOUS_EMBEDDED_DAGSTER_YAMLS = (
+    """\
+# Written by quant-genesis for the embedded (laptop) instance. Production: see dagster.yaml in
+# the repository (PostgreSQL storage from environment variables).
+storage:
+  sqlite:
+    base_dir: {base_dir}
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+""",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -107,10 +127,13 @@ def apply_dagster_env_defaults() -> None:
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Create the persistent embedded Dagster home with its dagster.yaml (kept if present)."""
+    """Create the persistent embedded Dagster home with its dagster.yaml (a user-edited one is kept)."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(EMBEDDED_DAGSTER_YAML.format(base_dir=home / "storage"))
+    base_dir = home / "storage"
+    # A yaml this project wrote earlier (unedited) is brought up to date; a user's edits are kept.
+    previous = {y.format(base_dir=base_dir) for y in _PREVIOUS_EMBEDDED_DAGSTER_YAMLS}
+    if not cfg.exists() or cfg.read_text() in previous:
+        cfg.write_text(EMBEDDED_DAGSTER_YAML.format(base_dir=base_dir))
     return home

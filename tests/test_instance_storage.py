@@ -170,3 +170,23 @@ def test_batched_event_log_indexes_each_events_own_tags(
         ("p03", [{"dagster/data_version": "v3"}]),
     ]
     assert recorded["batched"] == recorded["stock"]
+
+
+def test_embedded_home_upgrades_only_an_unedited_earlier_yaml(tmp_path: Path) -> None:
+    from quant_genesis_dagster.settings import (
+        _PREVIOUS_EMBEDDED_DAGSTER_YAMLS,
+        Settings,
+        prepare_dagster_home,
+    )
+
+    settings = Settings(home=tmp_path / "qg", database_url=None)
+    cfg = settings.dagster_home / "dagster.yaml"
+    cfg.parent.mkdir(parents=True)
+    base_dir = settings.dagster_home / "storage"
+    cfg.write_text(_PREVIOUS_EMBEDDED_DAGSTER_YAMLS[0].format(base_dir=base_dir))
+    prepare_dagster_home(settings)
+    assert cfg.read_text() == EMBEDDED_DAGSTER_YAML.format(base_dir=base_dir)
+    edited = cfg.read_text() + "# mine\n"
+    cfg.write_text(edited)
+    prepare_dagster_home(settings)
+    assert cfg.read_text() == edited
