@@ -1,10 +1,14 @@
 """Warehouse I/O throughput: write, rewrite (replace an existing slice) and read rows/s for a
-raw_broker_flows-shaped frame (default 1M rows), on SQLite and optionally PostgreSQL.
+raw_broker_flows-shaped frame (default 1M rows), on SQLite and optionally PostgreSQL — through
+``raw_broker_flows`` (stored packed, one row per session) and, for comparison, through a scratch
+table of the same columns stored row by row (``bench_broker_rows``, what raw_broker_flows was
+before migration 0005, and how every other table is stored).
 
     python -m benchmarks.warehouse_io [--rows 1000000] [--url postgresql+psycopg2://.../scratch]
 
 ``--url`` should be a scratch database: the benchmark writes sessions in 1990 (before any real
-history) into raw_broker_flows and deletes them again at the end. Prints one JSON document.
+history) into raw_broker_flows and deletes them again at the end, and creates and drops
+bench_broker_rows. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -18,8 +22,32 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from quant_genesis_dagster.domain.warehouse import db, io, models
+
+
+class _Scratch(DeclarativeBase):
+    metadata = MetaData()
+
+
+class BenchBrokerRows(_Scratch):
+    """raw_broker_flows' columns, one database row per branch row (surrogate id + index)."""
+
+    __tablename__ = "bench_broker_rows"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    session: Mapped[dt.date] = mapped_column(Date)
+    symbol: Mapped[str] = mapped_column(String(16))
+    broker_id: Mapped[str] = mapped_column(String(16))
+    buy_shares: Mapped[int] = mapped_column(BigInteger)
+    sell_shares: Mapped[int] = mapped_column(BigInteger)
+    avg_buy_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    avg_sell_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index(None, "session", "symbol"),)
+
 
 _START = dt.date(1990, 1, 1)
 
@@ -45,31 +73,43 @@ def make_frame(rows: int, seed: int = 0) -> pl.DataFrame:
     return frame.select(session.alias("session"), pl.exclude("day"))
 
 
-def measure(url: str, frame: pl.DataFrame, home: Path) -> dict[str, object]:
+def measure(url: str, frame: pl.DataFrame, home: Path) -> list[dict[str, object]]:
     engine = db.open_warehouse(url, home)
     start, end = frame["session"].min(), frame["session"].max()
+    out = []
+    expected = frame.sort(["session", "symbol"], maintain_order=True).with_columns(
+        pl.col(pl.Float64).fill_nan(None)  # NaN is stored as null
+    )
     try:
-        t0 = time.perf_counter()
-        io.replace_slice(engine, models.RawBrokerFlows, frame, start, end)
-        t1 = time.perf_counter()
-        io.replace_slice(engine, models.RawBrokerFlows, frame, start, end)
-        t2 = time.perf_counter()
-        back = io.read_slice(engine, models.RawBrokerFlows, start, end)
-        t3 = time.perf_counter()
-        assert back.height == frame.height
-        io.replace_slice(engine, models.RawBrokerFlows, frame.clear(), start, end)
-        n = frame.height
-        return {
-            "backend": engine.dialect.name,
-            "rows": n,
-            "write_rows_per_s": round(n / (t1 - t0)),
-            "rewrite_rows_per_s": round(n / (t2 - t1)),
-            "read_rows_per_s": round(n / (t3 - t2)),
-            "write_s": round(t1 - t0, 3),
-            "rewrite_s": round(t2 - t1, 3),
-            "read_s": round(t3 - t2, 3),
-        }
+        _Scratch.metadata.create_all(engine)
+        for model, storage in ((models.RawBrokerFlows, "packed"), (BenchBrokerRows, "rows")):
+            t0 = time.perf_counter()
+            io.replace_slice(engine, model, frame, start, end)
+            t1 = time.perf_counter()
+            io.replace_slice(engine, model, frame, start, end)
+            t2 = time.perf_counter()
+            back = io.read_slice(engine, model, start, end)
+            t3 = time.perf_counter()
+            assert back.equals(expected), f"{model.__tablename__}: rows read back differ"
+            io.replace_slice(engine, model, frame.clear(), start, end)
+            n = frame.height
+            out.append(
+                {
+                    "backend": engine.dialect.name,
+                    "table": model.__tablename__,
+                    "storage": storage,
+                    "rows": n,
+                    "write_rows_per_s": round(n / (t1 - t0)),
+                    "rewrite_rows_per_s": round(n / (t2 - t1)),
+                    "read_rows_per_s": round(n / (t3 - t2)),
+                    "write_s": round(t1 - t0, 3),
+                    "rewrite_s": round(t2 - t1, 3),
+                    "read_s": round(t3 - t2, 3),
+                }
+            )
+        return out
     finally:
+        _Scratch.metadata.drop_all(engine)
         engine.dispose()
 
 
@@ -82,12 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="qg-bench-") as tmp:
         for url in [None, *args.url]:
-            results.append(measure(db.database_url(url, Path(tmp)), frame, Path(tmp)))
-    print(
-        json.dumps(
-            {"benchmark": "warehouse_io", "table": "raw_broker_flows", "results": results}, indent=2
-        )
-    )
+            results.extend(measure(db.database_url(url, Path(tmp)), frame, Path(tmp)))
+    print(json.dumps({"benchmark": "warehouse_io", "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,49 @@ def test_downgrade_to_base_removes_every_model_table(warehouse_url, tmp_path):
         engine.dispose()
 
 
+def test_0005_moves_broker_rows_into_the_packed_table_and_back(warehouse_url, tmp_path):
+    """Rows written row by row before 0005 read back the same (values and order) after it,
+    and a downgrade restores the row table."""
+    import polars as pl
+    from sqlalchemy import column, select, table
+
+    from quant_genesis_dagster.domain.warehouse import io
+
+    engine = db.open_warehouse(warehouse_url, tmp_path)
+    rows = [
+        {"session": dt.date(2024, 8, 26 + i // 3), "symbol": s, "broker_id": b, "buy_shares": i,
+         "sell_shares": 7, "avg_buy_price": None if i == 4 else 100.0 + i, "avg_sell_price": 9.5}
+        for i, (s, b) in enumerate([("2330", "9A00"), ("2317", "1160"), ("2330", "1160")] * 2)
+    ]  # fmt: skip
+    names = ["session", "symbol", "broker_id", "buy_shares", "sell_shares", "avg_buy_price",
+             "avg_sell_price"]  # fmt: skip
+    old = table("raw_broker_flows", *(column(c) for c in ["id", *names]))
+    try:
+        with engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "0004")
+        with engine.begin() as conn:
+            conn.execute(old.insert(), rows)
+        db.upgrade(engine)
+        assert "raw_broker_flows" not in inspect(engine).get_table_names()
+        back = io.read_slice(engine, models.RawBrokerFlows, None, None)
+        expected = pl.DataFrame(rows).pipe(io.tables.conform, models.RawBrokerFlows)
+        assert back.equals(expected.sort(["session", "symbol"], maintain_order=True))
+        assert io.count_rows(engine, models.RawBrokerFlows, group_by="session") == {
+            dt.date(2024, 8, 26): 3, dt.date(2024, 8, 27): 3}  # fmt: skip
+        with engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "0004")
+        with engine.connect() as conn:
+            restored = conn.execute(select(*(old.c[c] for c in names)).order_by(old.c.id)).all()
+        assert [tuple(r) for r in restored] == [
+            (str(r["session"]) if warehouse_url.startswith("sqlite") else r["session"],
+             *(r[c] for c in names[1:])) for r in rows
+        ]  # fmt: skip
+        db.upgrade(engine)
+        assert _diffs(engine) == []
+    finally:
+        engine.dispose()
+
+
 _UPGRADER = textwrap.dedent(
     """
     import sys, time

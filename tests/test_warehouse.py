@@ -287,8 +287,16 @@ def _every_value_frame(model: type[models.Base]) -> pl.DataFrame:
     return pl.DataFrame(data, schema=tables.polars_schema(model))
 
 
+# Every model io reads and writes: the tables, with packed tables by their row shapes.
 # Sorted: xdist workers must collect the same tests in the same order.
-ALL_MODELS = sorted((m.class_ for m in models.Base.registry.mappers), key=lambda m: m.__tablename__)
+ALL_MODELS = sorted(
+    (
+        *(m.class_ for m in models.Base.registry.mappers),
+        *(m.class_ for m in models.RowShapes.registry.mappers),
+    ),
+    key=lambda m: m.__tablename__,
+)
+ALL_MODELS = [m for m in ALL_MODELS if m not in models.PACKED_TABLES.values()]
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__tablename__)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -110,11 +111,25 @@ class RawInstitutionalFlows(Base):
     __table_args__ = (Index(None, "session", "symbol"),)
 
 
-class RawBrokerFlows(Base):
-    """Broker-branch daily report (分點), one row per (session, symbol, branch)."""
+class RowShapes(DeclarativeBase):
+    """Row shapes of tables the warehouse stores *packed* (``PACKED_TABLES``): their rows are
+    read and written through ``warehouse.io`` exactly like any table's, but they are never
+    created as tables of their own (this metadata is not the warehouse's)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RawBrokerFlows(RowShapes):
+    """Broker-branch daily report (分點), one row per (session, symbol, branch).
+
+    Stored packed, one warehouse row per session (``RawBrokerFlowsPacked``): it is by far the
+    largest raw table (every branch that traded a stock that day — ~17 per symbol in the sample
+    market, hundreds for a large cap in the real report), and row-by-row storage made moving it
+    through the database drivers the single largest cost of a multi-year backfill.
+    """
 
     __tablename__ = "raw_broker_flows"
-    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True)  # position in the session
     session: Mapped[dt.date] = mapped_column(Date)
     symbol: Mapped[str] = mapped_column(String(16))
     broker_id: Mapped[str] = mapped_column(String(16))
@@ -122,7 +137,17 @@ class RawBrokerFlows(Base):
     sell_shares: Mapped[int] = mapped_column(BigInteger)
     avg_buy_price: Mapped[float | None] = mapped_column(Float, nullable=True)
     avg_sell_price: Mapped[float | None] = mapped_column(Float, nullable=True)
-    __table_args__ = (Index(None, "session", "symbol"),)
+
+
+class RawBrokerFlowsPacked(Base):
+    """``raw_broker_flows`` as stored: one row per session whose ``payload`` holds that
+    session's branch rows (every column but ``session``, in the order written) as a Parquet
+    file, LZ4-compressed. Read and write it through ``warehouse.io`` with ``RawBrokerFlows``."""
+
+    __tablename__ = "raw_broker_flows_packed"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RawMargin(Base):
@@ -716,7 +741,7 @@ DERIVED_TABLES: tuple[type[Base], ...] = (
 )
 
 # Tables that a session partition owns, by asset-facing name.
-RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
+RAW_PARTITIONED_TABLES: dict[str, type[Base | RowShapes]] = {
     "daily_prices": RawDailyPrices,
     "corporate_actions": RawCorporateActions,
     "institutional_flows": RawInstitutionalFlows,
@@ -727,7 +752,10 @@ RAW_PARTITIONED_TABLES: dict[str, type[Base]] = {
     "us_market": RawUsMarket,
     "news": RawNews,
 }
-RAW_TABLES: dict[str, type[Base]] = {"stock_info": RawStockInfo, **RAW_PARTITIONED_TABLES}
+RAW_TABLES: dict[str, type[Base | RowShapes]] = {"stock_info": RawStockInfo, **RAW_PARTITIONED_TABLES}
+
+#: Row shape → the table that stores its rows packed per session (see ``RowShapes``).
+PACKED_TABLES: dict[type[RowShapes], type[Base]] = {RawBrokerFlows: RawBrokerFlowsPacked}
 
 #: Data columns of raw_margin (share counts).
 MARGIN_COLUMNS: tuple[str, ...] = (
