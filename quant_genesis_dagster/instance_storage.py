@@ -28,11 +28,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
-from dagster._serdes import ConfigurableClassData
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
+from dagster._serdes import ConfigurableClassData, serialize_value
 
 # Rows per multi-row INSERT: 9 bound columns per row stays far below SQLite's 32,766 variables.
 _INSERT_ROWS = 500
@@ -40,7 +47,8 @@ _BATCHABLE = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_
 
 
 class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
-    """``SqliteEventLogStorage`` that writes a batch of asset materializations in one go."""
+    """``SqliteEventLogStorage`` that writes a batch of asset materializations in one go, and
+    serializes a planned check evaluation once instead of once per partition."""
 
     @classmethod
     def from_config_value(  # type: ignore[override]
@@ -72,3 +80,36 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_asset_event_tags(conn, events, ids)
             # Like PostgresEventLogStorage: the asset-key row records the batch's last event.
             self._store_asset_event(conn, events[-1], ids[-1])
+
+    def _store_asset_check_evaluation_planned(
+        self, event: EventLogEntry, event_id: int | None
+    ) -> None:
+        # Dagster's version builds one row per partition of the run's range and serializes the
+        # same event for each (27 checks x 2,520 sessions = 68k serializations, ~90 s before a
+        # ten-year backfill's first step). Same rows, the event serialized once.
+        planned = event.get_dagster_event().event_specific_data
+        assert isinstance(planned, AssetCheckEvaluationPlanned)
+        partition_keys = (
+            planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        )
+        if not partition_keys:
+            return
+        serialized = serialize_value(event)
+        timestamp = self._event_insert_timestamp(event)
+        with self.index_connection() as conn:
+            conn.execute(
+                AssetCheckExecutionsTable.insert(),
+                [
+                    dict(
+                        asset_key=planned.asset_key.to_string(),
+                        check_name=planned.check_name,
+                        partition=partition_key,
+                        run_id=event.run_id,
+                        execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                        evaluation_event=serialized,
+                        evaluation_event_timestamp=timestamp,
+                        evaluation_event_storage_id=event_id,
+                    )
+                    for partition_key in partition_keys
+                ],
+            )

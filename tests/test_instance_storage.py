@@ -15,10 +15,15 @@ STOCK_YAML = "storage:\n  sqlite:\n    base_dir: {base_dir}\ntelemetry:\n  enabl
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-15")
 
 
-@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
-def ranged(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=DAYS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec("positive", asset="ranged")],
+)
+def ranged(context: dg.AssetExecutionContext):
     keys = context.partition_keys
-    return dg.MaterializeResult(metadata={"rows": len(keys), "first": keys[0]})
+    yield dg.MaterializeResult(metadata={"rows": len(keys), "first": keys[0]})
+    yield dg.AssetCheckResult(check_name="positive", passed=True)
 
 
 @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run(), deps=[ranged])
@@ -50,7 +55,7 @@ def _run(instance: dg.DagsterInstance) -> str:
     return result.run_id
 
 
-def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str) -> dict:
     records = instance.fetch_materializations(key, limit=1000, ascending=True).records
     latest = instance.get_latest_materialization_event(key)
     assert latest is not None and latest.asset_materialization is not None
@@ -63,6 +68,15 @@ def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
         # record's own (the data versions themselves differ between the two runs)
         "tags": [_indexed_tags(instance, key, r) for r in records],
         "keys": sorted(k.to_string() for k in instance.all_asset_keys()),
+        # planned, then evaluated, check executions: one per partition of the range
+        "checks": sorted(
+            (str(r.partition), r.status.value, r.run_id == run_id)
+            for r in instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(key, "positive"), limit=1000
+            )
+        )
+        if key == ranged.key
+        else None,
     }
 
 
@@ -94,16 +108,21 @@ def test_batched_event_log_matches_dagsters_sqlite_storage(
     assert type(dg.DagsterInstance.from_ref(batched.get_ref()).event_log_storage) is (
         BatchedSqliteEventLogStorage
     )
-    _run(stock)
+    stock_run = _run(stock)
     stock_calls = len(one_by_one)
-    _run(batched)
+    batched_run = _run(batched)
 
     n = len(DAYS.get_partition_keys()) - 1
     assert stock_calls == 2 * n  # Dagster's storage: one store_event per partition and asset
     assert one_by_one[stock_calls:] == []  # batched: none went one by one
     for key in (ranged.key, downstream.key):
-        mine, theirs = _recorded(batched, key), _recorded(stock, key)
+        mine, theirs = _recorded(batched, key, batched_run), _recorded(stock, key, stock_run)
         assert len(mine["partitions"]) == n
+        if key == ranged.key:
+            # Dagster records a planned execution per partition of the range, and the range's
+            # one (unpartitioned) result as its own row
+            planned = [c for c in mine["checks"] if c[1] == "PLANNED"]
+            assert len(planned) == n and ("None", "SUCCEEDED", True) in mine["checks"]
         assert mine == theirs
 
 
