@@ -752,7 +752,10 @@ RAW_PARTITIONED_TABLES: dict[str, type[Base | RowShapes]] = {
     "us_market": RawUsMarket,
     "news": RawNews,
 }
-RAW_TABLES: dict[str, type[Base | RowShapes]] = {"stock_info": RawStockInfo, **RAW_PARTITIONED_TABLES}
+RAW_TABLES: dict[str, type[Base | RowShapes]] = {
+    "stock_info": RawStockInfo,
+    **RAW_PARTITIONED_TABLES,
+}
 
 #: Row shape → the table that stores its rows packed per session (see ``RowShapes``).
 PACKED_TABLES: dict[type[RowShapes], type[Base]] = {RawBrokerFlows: RawBrokerFlowsPacked}
