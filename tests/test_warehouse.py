@@ -155,6 +155,27 @@ def test_a_database_error_mid_insert_keeps_the_previous_rows(warehouse, monkeypa
     assert io.read_slice(warehouse, models.CleanedPrices, D1, D1).equals(old)
 
 
+def test_a_packed_table_written_in_several_inserts_reads_back_in_order(warehouse, monkeypatch):
+    # raw_broker_flows is packed per session, two sessions per INSERT here; rows arrive with
+    # sessions interleaved and duplicates (the raw layer keeps them), and come back sorted by
+    # (session, symbol) with ties in the order written.
+    monkeypatch.setattr(io, "_PACKED_SESSIONS_PER_INSERT", 2)
+    days = [D1, D2, D3, D4]
+    df = broker_flows(days, ["2330", "2317"])
+    df = pl.concat([df, df.head(3)]).sample(fraction=1.0, shuffle=True, seed=5)
+    assert io.replace_slice(warehouse, models.RawBrokerFlows, df, D1, D4) == df.height
+    back = io.read_slice(warehouse, models.RawBrokerFlows, D1, D4)
+    assert back.equals(df.sort(["session", "symbol"], maintain_order=True))
+    assert io.count_rows(warehouse, models.RawBrokerFlows) == df.height
+    assert io.count_rows(warehouse, models.RawBrokerFlows, group_by="broker_id") == {
+        "1160": 9, "9A00": 10}  # fmt: skip
+    with pytest.raises(QGError, match="raw_broker_flows: a packed table is replaced by whole"):
+        only = df.filter(pl.col("symbol") == "2330")
+        io.replace_slice(warehouse, models.RawBrokerFlows, only, D1, D4, where={"symbol": ["2330"]})
+    with pytest.raises(QGError, match="raw_broker_flows: read_latest_before is not available"):
+        io.read_latest_before(warehouse, models.RawBrokerFlows, D4)
+
+
 def test_a_missing_required_value_names_row_and_column_and_writes_nothing(warehouse):
     io.replace_slice(warehouse, models.RawBrokerFlows, broker_flows([D1], ["2330"]), D1, D1)
     df = broker_flows([D1], ["2330", "2317", "1101"])

@@ -27,7 +27,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import polars as pl
 from sqlalchemy import (
@@ -62,6 +62,7 @@ _FETCH_ROWS = 250_000
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's SQLite DATETIME storage format
 _CSV_DATETIME = "%Y-%m-%d %H:%M:%S%.6f%:z"
 _PACKED_COMPRESSION = "lz4"  # decodes ~3x faster than zstd for ~20% more bytes
+_PACKED_SESSIONS_PER_INSERT = 100  # bounds the payload bytes held at once (~0.1 GB at 30k rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,18 +112,20 @@ def replace_slices(
         frame = _prepare(df, model)
         _check_in_slice(frame, table.name, start, end, checked)
         rows = frame.height
+        parts: Iterable[pl.DataFrame] = [frame]
         if (packed := _packed_table(model)) is not None:
             if checked:
                 raise QGError(
                     f"{table.name}: a packed table is replaced by whole sessions (no where=)"
                 )
-            table, frame = packed, _pack(frame)
+            table, parts = packed, _pack(frame)
         condition = and_(table.c.session.between(start, end), *_in_conditions(table, checked))
-        planned.append((table, frame, condition, rows))
+        planned.append((table, parts, condition, rows))
     with _write_transaction(engine) as conn:
-        for table, frame, condition, _ in planned:
+        for table, parts, condition, _ in planned:
             conn.execute(table.delete().where(condition))
-            _insert(conn, table, frame)
+            for part in parts:
+                _insert(conn, table, part)
     return [rows for *_, rows in planned]
 
 
@@ -563,22 +566,27 @@ def _not_packed(model: Model, what: str) -> None:
         raise QGError(f"{model.__tablename__}: {what} is not available for a packed table")
 
 
-def _pack(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per session: its row count and its rows (all columns but session, in order) as
-    a Parquet file."""
-    sessions, counts, payloads = [], [], []
-    for (session,), part in frame.partition_by(
-        "session", maintain_order=True, include_key=False, as_dict=True
-    ).items():
-        buf = io.BytesIO()
-        part.write_parquet(buf, compression=_PACKED_COMPRESSION, statistics=False)
-        sessions.append(session)
-        counts.append(part.height)
-        payloads.append(buf.getvalue())
-    return pl.DataFrame(
-        {"session": sessions, "n_rows": counts, "payload": payloads},
-        schema={"session": pl.Date(), "n_rows": pl.Int32(), "payload": pl.Binary()},
-    )
+def _pack(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """Packed rows, a few sessions per frame: per session its row count and its rows (all
+    columns but session, in order) as a Parquet file. Sessions are zero-copy slices of the
+    (stably) session-sorted frame, and only one frame of payloads exists at a time."""
+    if not frame["session"].is_sorted():
+        frame = frame.sort("session", maintain_order=True)  # stable: row order kept per session
+    runs = frame.group_by("session", maintain_order=True).len()
+    schema = {"session": pl.Date(), "n_rows": pl.Int32(), "payload": pl.Binary()}
+    offset = 0
+    for chunk in runs.iter_slices(_PACKED_SESSIONS_PER_INSERT):
+        payloads = []
+        for n in chunk["len"]:
+            buf = io.BytesIO()
+            part = frame.slice(offset, n).drop("session")
+            part.write_parquet(buf, compression=_PACKED_COMPRESSION, statistics=False)
+            payloads.append(buf.getvalue())
+            offset += n
+        yield pl.DataFrame(
+            {"session": chunk["session"], "n_rows": chunk["len"], "payload": payloads},
+            schema=schema,
+        )
 
 
 def _read_packed(
