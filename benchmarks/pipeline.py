@@ -9,10 +9,11 @@ its own partition run (what the daily schedule launches). Everything starts empt
 ``QG_HOME`` under ``$QG_HOME/bench/pipeline_<symbols>x<sessions>/``: the embedded SQLite
 warehouse and a SQLite Dagster instance, or the PostgreSQL warehouse of ``QG_DATABASE_URL`` when
 it is set (its tables are emptied first: point it at a scratch database) and the PostgreSQL
-Dagster storage of ``DAGSTER_PG_*`` when those are set. Runs use the job's default
-(multiprocess) executor, as a backfill launched from the UI or the daemon does: independent steps
-run side by side, one process each; ``--executor in_process`` runs every step in this process,
-one at a time. Per-asset seconds come from the run's step events. Prints one JSON line.
+Dagster storage of ``DAGSTER_PG_*`` when those are set. Steps run in this process, one at a
+time (``execute_in_process``, as ``quant-genesis demo`` runs the job); ``--executor
+multiprocess`` uses the job's default executor instead, as a backfill launched from the UI or
+the daemon does: one process per step, independent steps side by side. Per-asset seconds come
+from the run's step events. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's QG_HOME")
     parser.add_argument(
-        "--executor", choices=["multiprocess", "in_process"], default="multiprocess",
+        "--executor", choices=["in_process", "multiprocess"], default="in_process",
         help="multiprocess: the job's default executor, as a UI/daemon backfill runs it; "
         "in_process: every step in this process, one at a time",
     )  # fmt: skip
