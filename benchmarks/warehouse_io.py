@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from sqlalchemy import BigInteger, Date, Float, Index, Integer, MetaData, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table
+from sqlalchemy.orm import DeclarativeBase
 
 from quant_genesis_dagster.domain.warehouse import db, io, models
 
@@ -36,17 +36,13 @@ class BenchBrokerRows(_Scratch):
     """raw_broker_flows' columns, one database row per branch row (surrogate id + index)."""
 
     __tablename__ = "bench_broker_rows"
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    __table__ = Table(
+        __tablename__,
+        _Scratch.metadata,
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+        *(c._copy() for c in models.RawBrokerFlows.__table__.columns if c.name != "id"),
+        Index("ix_bench_broker_rows_session_symbol", "session", "symbol"),
     )
-    session: Mapped[dt.date] = mapped_column(Date)
-    symbol: Mapped[str] = mapped_column(String(16))
-    broker_id: Mapped[str] = mapped_column(String(16))
-    buy_shares: Mapped[int] = mapped_column(BigInteger)
-    sell_shares: Mapped[int] = mapped_column(BigInteger)
-    avg_buy_price: Mapped[float | None] = mapped_column(Float, nullable=True)
-    avg_sell_price: Mapped[float | None] = mapped_column(Float, nullable=True)
-    __table_args__ = (Index(None, "session", "symbol"),)
 
 
 _START = dt.date(1990, 1, 1)
