@@ -19,6 +19,7 @@ from the run's step events. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -92,16 +93,17 @@ def _run(executor, instance, config, tags) -> tuple[float, str]:
     if executor == "multiprocess":
         # What a backfill launched from the UI or the daemon runs: the job's default executor,
         # one process per step, as many steps at once as there are cores.
-        with dg.execute_job(
+        running = dg.execute_job(
             dg.reconstructable(daily_job), instance, run_config=config, tags=tags,
             raise_on_error=False,
-        ) as result:  # fmt: skip
-            ok, run_id = result.success, result.run_id
-            failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        )  # fmt: skip
     else:
-        result = daily_job().execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=False
+        running = contextlib.nullcontext(
+            daily_job().execute_in_process(
+                run_config=config, instance=instance, tags=tags, raise_on_error=False
+            )
         )
+    with running as result:
         ok, run_id = result.success, result.run_id
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
     seconds = time.perf_counter() - t

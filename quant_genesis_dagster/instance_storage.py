@@ -2,7 +2,7 @@
 materializations written in batches.
 
 A single-run backfill over N sessions reports one materialization event per asset and
-partition (``13 assets x 2,520 sessions`` = tens of thousands). With ``DAGSTER_EVENT_BATCH_SIZE``
+partition (21 asset keys x 2,520 sessions = 53k over ten years). With ``DAGSTER_EVENT_BATCH_SIZE``
 set, Dagster hands them to the event log storage in batches; PostgreSQL storage writes a batch
 with one INSERT, but ``SqliteEventLogStorage`` inherits the fallback that stores them one by one
 — a new engine, connection and transaction in the run database and again in the index database

@@ -284,7 +284,10 @@ def read_slice(
     schema = _select_schema(model, columns)
     conditions = _conditions(table, start, end, where, symbols)
     if (packed := _packed_table(model)) is not None:
-        return _read_packed(engine, model, packed, start, end, schema, where, symbols)
+        filters = _check_where(table, where)
+        if symbols is not None:
+            filters["symbol"] = list(symbols)
+        return _read_packed(engine, model, packed, start, end, schema, filters)
     stmt = select(*(table.c[c] for c in schema)).where(*conditions).order_by(*_order(table))
     return _fetch(engine, stmt, schema)
 
@@ -596,10 +599,10 @@ def _read_packed(
     start: dt.date | None,
     end: dt.date | None,
     schema: pl.Schema,
-    where: Where | None,
-    symbols: Sequence[str] | None,
+    filters: Mapping[str, list[object]],
 ) -> pl.DataFrame:
-    """Unpack the sessions of ``[start, end]``, then filter rows and pick columns."""
+    """Unpack the sessions of ``[start, end]``, then keep the rows whose ``filters`` columns
+    hold one of the listed values and pick ``schema``'s columns."""
     full = tables.polars_schema(model)
     stmt = (
         select(packed.c.session, packed.c.payload)
@@ -613,9 +616,7 @@ def _read_packed(
             parts.append(part.with_columns(session=pl.lit(session, pl.Date())))
     frame = pl.concat(parts).select(list(full)) if parts else pl.DataFrame(schema=full)
     keep = pl.lit(True)
-    for col, values in {**_check_where(_table(model), where), **(
-        {"symbol": list(symbols)} if symbols is not None else {}
-    )}.items():  # fmt: skip
+    for col, values in filters.items():
         keep = keep & pl.col(col).is_in(pl.Series(values, dtype=full[col]))
     frame = frame.filter(keep).select(list(schema))
     sort_by = [c for c in ("session", "symbol") if c in frame.columns]
