@@ -61,7 +61,7 @@ def test_every_kind_of_bad_tick_is_rejected_with_its_reason_and_counted():
     assert set(expected) == set(REJECT_REASONS) - {"stale"}
     assert accepted.height == sum(r is None for _, r in CORPUS) == gate.accepted
     assert dict(gate.rejected) == {r: expected.count(r) for r in set(expected)}
-    assert accepted.columns == list(TICK_SCHEMA)
+    assert accepted.columns == [*TICK_SCHEMA, "sym"]
 
 
 def test_stale_ticks_are_rejected_only_against_a_clock():
