@@ -16,7 +16,7 @@ from quant_genesis_dagster.defs.factors import (
     value_factors,
     zscored_factors,
 )
-from quant_genesis_dagster.defs.intraday import intraday_eod
+from quant_genesis_dagster.defs.intraday import intraday_eod, intraday_eod_reconcile_sensor
 from quant_genesis_dagster.defs.jobs import daily_job
 from quant_genesis_dagster.defs.predictions import predictions, signals
 from quant_genesis_dagster.defs.raw import raw_stock_info, raw_tables
@@ -54,7 +54,7 @@ defs = dg.Definitions(
     ],
     jobs=[daily_job, calibration_job, approval_job],
     schedules=[daily_schedule, weekly_calibration_schedule],
-    sensors=[recalibration_sensor],
+    sensors=[recalibration_sensor, intraday_eod_reconcile_sensor],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
