@@ -146,12 +146,12 @@ class SessionState:
             return pl.DataFrame(schema=SIGNAL_SCHEMA)
         st = self.settings
         s = accepted["sym"].to_numpy().astype(np.int64)
-        t = accepted["ts"].dt.epoch("us").to_numpy() - self._open_us
+        t = accepted["ts"].to_numpy().view(np.int64) - self._open_us
         p = accepted["price"].to_numpy()
         v = accepted["volume"].to_numpy().astype(np.int64)
-        side = accepted["side"].fill_null(0).to_numpy().astype(np.int64)
-        bid = accepted["bid"].fill_null(np.nan).to_numpy()
-        ask = accepted["ask"].fill_null(np.nan).to_numpy()
+        side = np.nan_to_num(accepted["side"].to_numpy().astype(float)).astype(np.int64)
+        bid = accepted["bid"].to_numpy()  # NaN where null
+        ask = accepted["ask"].to_numpy()
         big = v >= self.big_shares[s]
         signed = side * v
         net = signed if st.net_mode == "all" else np.where(big, signed, 0)
@@ -163,18 +163,18 @@ class SessionState:
         o = np.argsort(s, kind="stable")
         ss, ts, ps, ls, ns, vs = s[o], t[o], p[o], lines[o], net[o], v[o]
         n_ev = ss.size
-        newseg = np.r_[True, ss[1:] != ss[:-1]]
+        newseg = _starts(ss)
         first = np.flatnonzero(newseg)
         seg = np.cumsum(newseg) - 1
         segsym = ss[first]
-        last_ev = np.r_[first[1:], n_ev] - 1
+        last_ev = np.append(first[1:], n_ev) - 1
         start_of = first[seg]
         cn = np.cumsum(ns)
         cn = cn - (cn - ns)[first][seg] + cum_net0[segsym][seg]  # cum net after each tick
 
         # RCNC slope against the close of the symbol's previous minute with trades
         m = ts // _MINUTE_US
-        newmin = newseg | np.r_[True, m[1:] != m[:-1]]
+        newmin = newseg | _starts(m)
         run_start = np.maximum.accumulate(np.where(newmin, np.arange(n_ev), 0))
         first_run = run_start == start_of
         carried = np.where(m == self.minute[ss], self.prev_minute_close[ss], self.minute_last[ss])
@@ -182,15 +182,15 @@ class SessionState:
         slope = ls - ref
 
         # closed minutes → RCNC samples (a carried minute closes when a new one starts)
-        run_end = np.r_[newmin[1:], True]
+        run_end = np.append(newmin[1:], True)
         run_end[last_ev] = False  # a segment's last minute stays open (carried)
         closes_carried = (self.minute[segsym] >= 0) & (m[first] != self.minute[segsym])
         cs = segsym[closes_carried]
         self._minutes.append(
             (
-                np.r_[cs, ss[run_end]],
-                np.r_[self.minute[cs], m[run_end]],
-                np.r_[self.minute_last[cs], ls[run_end]],
+                np.concatenate([cs, ss[run_end]]),
+                np.concatenate([self.minute[cs], m[run_end]]),
+                np.concatenate([self.minute_last[cs], ls[run_end]]),
             )
         )
         rs = run_start[last_ev]
@@ -220,7 +220,8 @@ class SessionState:
         sell = big & (side < 0)
         self.big_buy += np.bincount(s, weights=np.where(buy, v, 0), minlength=n).astype(np.int64)
         self.big_sell += np.bincount(s, weights=np.where(sell, v, 0), minlength=n).astype(np.int64)
-        prev_t = np.r_[0, ts[:-1]]
+        prev_t = np.empty_like(ts)
+        prev_t[1:] = ts[:-1]
         prev_t[first] = self.last_t[segsym]
         self.last_price[segsym] = ps[last_ev]
         self.last_t[segsym] = ts[last_ev]
@@ -229,7 +230,8 @@ class SessionState:
         fired: list[tuple[str, np.ndarray, np.ndarray]] = []  # (kind, event indices, value)
 
         def rising(kind: str, cond: np.ndarray) -> np.ndarray:
-            prev = np.r_[False, cond[:-1]]
+            prev = np.empty_like(cond)
+            prev[1:] = cond[:-1]
             prev[first] = self.edges[kind][segsym]
             self.edges[kind][segsym] = cond[last_ev]
             return np.flatnonzero(cond & ~prev)
@@ -251,7 +253,8 @@ class SessionState:
             up = rising("limit_up", ps >= self.limit_up[ss] - 1e-9)
             down = rising("limit_down", ps <= self.limit_down[ss] + 1e-9)
         fired.append(
-            ("limit_locked", np.r_[up, down], np.r_[np.ones(up.size), -np.ones(down.size)])
+            ("limit_locked", np.concatenate([up, down]),
+             np.concatenate([np.ones(up.size), -np.ones(down.size)]))  # fmt: skip
         )
 
         gap = ts - prev_t
@@ -276,8 +279,8 @@ class SessionState:
         idx = np.flatnonzero(buy)
         key = ss[idx] * _KEY_SHIFT + ts[idx]
         old_key, old_v = self._sweep
-        keys = np.r_[old_key, key]
-        vols = np.r_[old_v, vs[idx]]
+        keys = np.concatenate([old_key, key])
+        vols = np.concatenate([old_v, vs[idx]])
         order = np.argsort(keys, kind="stable")  # carried events first within a symbol
         keys, vols = keys[order], vols[order]
         csum = np.cumsum(vols)
@@ -309,23 +312,20 @@ class SessionState:
                 )  # fmt: skip
         if not rows:
             return pl.DataFrame(schema=SIGNAL_SCHEMA)
+        rows.sort(key=lambda r: (r[2], self.symbols[r[1]], r[0]))  # ts, symbol, kind
         kind, sym, t, price, rcnc, value, reason = zip(*rows, strict=True)
-        return (
-            pl.DataFrame(
-                {
-                    "session": [self.session] * len(rows),
-                    "ts": (np.asarray(t, np.int64) + self._open_us).astype("datetime64[us]"),
-                    "symbol": [self.symbols[i] for i in sym],
-                    "kind": kind,
-                    "price": price,
-                    "rcnc": rcnc,
-                    "value": value,
-                    "reason": reason,
-                }
-            )
-            .with_columns(pl.col("ts").dt.replace_time_zone("UTC"), pl.col("rcnc").fill_nan(None))
-            .cast(dict(SIGNAL_SCHEMA))
-            .sort("ts", "symbol", "kind", maintain_order=True)
+        ts = pl.Series("ts", np.asarray(t, np.int64) + self._open_us, pl.Int64)
+        return pl.DataFrame(
+            [
+                pl.Series("session", [self.session] * len(rows), pl.Date),
+                ts.cast(pl.Datetime("us", "UTC")),
+                pl.Series("symbol", [self.symbols[i] for i in sym], pl.String),
+                pl.Series("kind", kind, pl.String),
+                pl.Series("price", price, pl.Float64),
+                pl.Series("rcnc", rcnc, pl.Float64, nan_to_null=True),
+                pl.Series("value", value, pl.Float64),
+                pl.Series("reason", reason, pl.String),
+            ]
         )
 
     # --------------------------------------------------------------------------------- proxies
@@ -452,6 +452,15 @@ class SessionState:
         if not self.signals:
             return pl.DataFrame(schema=SIGNAL_SCHEMA)
         return pl.concat(self.signals).sort("ts", "symbol", "kind", maintain_order=True)
+
+
+def _starts(a: np.ndarray) -> np.ndarray:
+    """True where a run of equal values starts."""
+    out = np.empty(a.size, bool)
+    if a.size:
+        out[0] = True
+        np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
 
 
 def _reason(kind: str, st: IntradaySettings, price, rcnc, value, volume, cum_net) -> str:

@@ -318,6 +318,16 @@ class Reconnector:
         elif cause not in self._cause:
             self._cause = f"{self._cause}; {cause}"
 
+    @property
+    def is_down(self) -> bool:
+        """A gap is open."""
+        return self._down_since is not None
+
+    def close_gap(self, end: dt.datetime | None = None) -> None:
+        """Close an open gap (at ``end``, default now) — the feed stops while down."""
+        if self._down_since is not None:
+            self._close_gap(end or self.clock.now())
+
     def _close_gap(self, end: dt.datetime) -> None:
         assert self._down_since is not None
         gap = Gap(self.feed, self._down_since, end, self._cause)
@@ -326,6 +336,17 @@ class Reconnector:
         log.warning("%s: gap %.1f s (%s)", self.feed, gap.seconds, gap.cause)
         if self.on_gap is not None:
             self.on_gap(gap)
+
+    async def _sleep(self, seconds: float, stop: asyncio.Event | None) -> None:
+        """Back off, but wake up at once when ``stop`` is set (a shutdown while down)."""
+        if stop is None:
+            await self.clock.sleep(seconds)
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, stopper):
+            task.cancel()
 
     async def run(
         self,
@@ -337,6 +358,7 @@ class Reconnector:
             before = self.connects
             try:
                 await session(self.connected)
+                self.close_gap()  # the session ended cleanly (or was stopped) while down
                 return
             except asyncio.CancelledError:
                 raise
@@ -351,6 +373,5 @@ class Reconnector:
                     f"{self.feed}: gave up after {failures} failed reconnect attempts "
                     f"({self._cause}); check the network and the vendor's status, then restart"
                 )
-            await self.clock.sleep(self.backoff.next_delay())
-        if self._down_since is not None:  # stopped while down: the gap ends now
-            self._close_gap(self.clock.now())
+            await self._sleep(self.backoff.next_delay(), stop)
+        self.close_gap()  # stopped while down: the gap ends now

@@ -289,10 +289,7 @@ class ShioajiFeed:
             self._out = None  # late callbacks from SDK threads are dropped from now on
             for task in list(self._tasks):
                 task.cancel()
-            # Reconnector.run returns without closing a gap when the session returns while the
-            # SDK is reconnecting (stop during a 12): close it here (no public API in base yet).
-            if rec._down_since is not None:
-                rec._close_gap(self.clock.now())
+            rec.close_gap()  # stopped (or failed) while the SDK was reconnecting
 
     async def _session(self, connected: Callable[[], None]) -> None:
         """One connection: log in, subscribe, stream until stop (return) or loss (raise)."""

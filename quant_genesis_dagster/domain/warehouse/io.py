@@ -129,6 +129,18 @@ def replace_slices(
     return [rows for *_, rows in planned]
 
 
+def append_rows(engine: Engine, model: Model, df: pl.DataFrame) -> int:
+    """Insert ``df``'s rows in one transaction (no delete): for rows that arrive during a
+    session, such as the sidecar's signals. A row whose key is already stored is an error and
+    nothing is written. Returns the number of rows inserted."""
+    table = _table(model)
+    _not_packed(model, "append_rows")
+    frame = _prepare(df, model)
+    with _write_transaction(engine) as conn:
+        _insert(conn, table, frame)
+    return frame.height
+
+
 def replace_all(engine: Engine, model: Model, df: pl.DataFrame) -> int:
     """Replace the whole table by ``df`` (for unpartitioned tables such as raw_stock_info)."""
     table = _table(model)

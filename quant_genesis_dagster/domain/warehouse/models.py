@@ -369,6 +369,22 @@ class IntradayEod(Base):
     tick_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class IntradaySignals(Base):
+    """Intraday signals of the sidecar (SPEC §7.4), one per (session, symbol, kind, ts): ``ts`` is
+    the exchange time of the tick (or proxy print) that raised it; ``value`` depends on the kind
+    (RCNC slope in TWD, sweep lots, spread ticks, ±1 limit side, silent minutes, proxy move)."""
+
+    __tablename__ = "intraday_signals"
+    session: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    price: Mapped[float] = mapped_column(Float)
+    rcnc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+
 # --------------------------------------------------------------------------------------------
 # factor layer (SPEC §5)
 # --------------------------------------------------------------------------------------------
