@@ -72,6 +72,33 @@ class RunSummary:
     latency_s: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     latency_n: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
 
+    def as_dict(self, seconds: float | None = None) -> dict:
+        """Plain values (``--summary-json``)."""
+        out = {
+            "session": self.session.isoformat(),
+            "complete": self.complete,
+            "accepted": self.accepted,
+            "rejected": dict(sorted(self.rejected.items())),
+            "signals": dict(sorted(self.signals.items())),
+            "gaps": [
+                {
+                    "feed": g.feed,
+                    "start": g.start.isoformat(),
+                    "end": g.end.isoformat(),
+                    "cause": g.cause,
+                }
+                for g in self.gaps
+            ],  # fmt: skip
+            "eod_rows": self.eod_rows,
+            "recovered_batches": self.recovered_batches,
+            "dropped": self.dropped,
+            "report": None if self.report is None else vars(self.report),
+            **self.latency_percentiles(),
+        }
+        if seconds is not None:
+            out["seconds"] = seconds
+        return out
+
     def latency_percentiles(self) -> dict[str, float]:
         """Tick-weighted tick-to-signal latency percentiles, milliseconds."""
         if self.latency_n.sum() == 0:
@@ -364,7 +391,8 @@ class Sidecar:
     def status(self) -> dict:
         """What the status endpoint shows."""
         now = self.clock.now()
-        lag = (now - self.last_tick_ts).total_seconds() if self.last_tick_ts else None
+        # feed lag only means something live (a replay plays old exchange times)
+        lag = (now - self.last_tick_ts).total_seconds() if self.live and self.last_tick_ts else None
         return {
             "session": self.session.isoformat(),
             "feed": self.feed.name,
@@ -406,4 +434,3 @@ def _as_frame(rows: pl.DataFrame | list[tuple]) -> pl.DataFrame:
     if isinstance(rows, pl.DataFrame):
         return rows
     return pl.DataFrame(rows, schema=TICK_SCHEMA, orient="row")
-

@@ -10,11 +10,18 @@ kind byte and the body. Kinds:
 
 * ``HEADER`` (JSON) — the session, its symbols, the settings and the feed; a restart refuses a
   journal whose header differs (a different universe would not reproduce the state);
-* ``TICKS`` — ``i64 now_us | i64 cursor`` then the raw batch as Arrow IPC (``now_us`` = −1: no
-  clock, a replay; ``cursor`` = −1: none);
+* ``TICKS`` — ``i64 now_us | i64 cursor`` then the raw batch in the tick codec below
+  (``now_us`` = −1: no clock, a replay; ``cursor`` = −1: none);
 * ``PROXIES`` — ``i64 now_us`` then Arrow IPC;
 * ``GAP`` (JSON) — feed, start, end, cause;
 * ``CLOSE`` (JSON) — the end-of-day aggregates were computed (rows, time).
+
+The tick codec is columnar and compact (about 50 bytes a tick whatever the batch size; Arrow IPC
+spends ~1 KB of schema per record, which a live feed's one-tick batches would pay every time):
+``u32 rows | u32 extra`` then, per ``TICK_SCHEMA`` column, ``u8 has_nulls`` [``rows`` validity
+bytes] and the values (fixed width; nulls as 0); ``symbol`` is stored as a u32 index into the
+header's symbols, an index past them pointing into ``extra`` bytes of JSON holding the symbols
+outside the universe (kept as sent: the gate rejects them, and a restart must reject them too).
 
 A crash can leave a torn last record (a partial write); opening the journal truncates it and says
 so in the log. Records are written with one ``write`` call each; ``fsync`` after every record
@@ -30,17 +37,21 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from quant_genesis_dagster.errors import QGError
+from realtime_sidecar.ticks import TICK_SCHEMA
 
 log = logging.getLogger("realtime_sidecar.journal")
 
 HEADER, TICKS, PROXIES, GAP, CLOSE = 1, 2, 3, 4, 5
+#: the record layout's version, kept in the header: another version's journal is refused
+FORMAT = 2
 _PREFIX = struct.Struct("<IIB")
 _TICK_META = struct.Struct("<qq")
 _PROXY_META = struct.Struct("<q")
@@ -54,6 +65,91 @@ class Record:
     cursor: int | None = None
     frame: pl.DataFrame | None = None
     info: dict | None = None
+
+
+_CODEC_HEAD = struct.Struct("<II")
+_FIXED = {
+    "ts": np.dtype("<i8"),
+    "price": np.dtype("<f8"),
+    "volume": np.dtype("<i8"),
+    "side": np.dtype("<i1"),
+    "bid": np.dtype("<f8"),
+    "ask": np.dtype("<f8"),
+    "simtrade": np.dtype("u1"),
+}
+
+
+class TickCodec:
+    """Encodes raw tick batches (``TICK_SCHEMA``) against a session's symbol list."""
+
+    def __init__(self, symbols: Sequence[str]):
+        self.symbols = list(symbols)
+        self.enum = pl.Enum(self.symbols)
+
+    def encode(self, frame: pl.DataFrame) -> bytes:
+        df = frame
+        if df.schema != TICK_SCHEMA:
+            df = df.select([pl.col(c).cast(t, strict=False) for c, t in TICK_SCHEMA.items()])
+        n = df.height
+        parts: list[bytes] = []
+        # symbols: index into the universe; the others (and nulls) spelled out in ``extra``
+        idx = df["symbol"].cast(self.enum, strict=False).to_physical()
+        extra: list[str | None] = []
+        if idx.null_count():
+            miss = idx.is_null().to_numpy()
+            codes = idx.fill_null(0).to_numpy().astype(np.uint32)
+            others = df["symbol"].to_numpy()[miss].tolist()
+            uniq = list(dict.fromkeys(others))
+            pos = {s: i for i, s in enumerate(uniq)}
+            codes[miss] = [len(self.symbols) + pos[s] for s in others]
+            extra = uniq
+        else:
+            codes = idx.to_numpy().astype(np.uint32)
+        blob = json.dumps(extra).encode() if extra else b""
+        parts.append(_CODEC_HEAD.pack(n, len(blob)))
+        parts.append(blob)
+        parts.append(codes.astype("<u4").tobytes())
+        for name, dtype in _FIXED.items():
+            col = df[name]
+            if name == "ts":
+                col = col.to_physical()
+            nulls = col.null_count()
+            parts.append(b"\x01" if nulls else b"\x00")
+            if nulls:
+                parts.append(col.is_not_null().to_numpy().astype("u1").tobytes())
+                col = col.fill_null(0)
+            parts.append(col.to_numpy().astype(dtype).tobytes())
+        return b"".join(parts)
+
+    def decode(self, body: bytes | memoryview) -> pl.DataFrame:
+        buf = memoryview(body)
+        n, n_extra = _CODEC_HEAD.unpack_from(buf)
+        pos = _CODEC_HEAD.size
+        extra = json.loads(bytes(buf[pos : pos + n_extra])) if n_extra else []
+        pos += n_extra
+        codes = np.frombuffer(buf, "<u4", n, pos)
+        pos += 4 * n
+        names = np.array([*self.symbols, *extra], dtype=object)
+        cols = {"symbol": pl.Series("symbol", names[codes], pl.String)}
+        for name, dtype in _FIXED.items():
+            has_nulls = buf[pos]
+            pos += 1
+            valid = None
+            if has_nulls:
+                valid = np.frombuffer(buf, "u1", n, pos).astype(bool)
+                pos += n
+            values = np.frombuffer(buf, dtype, n, pos)
+            pos += dtype.itemsize * n
+            series = pl.Series(name, values)
+            if valid is not None:
+                series = (
+                    pl.select(pl.when(pl.lit(pl.Series(valid))).then(pl.lit(series)))
+                    .to_series()
+                    .alias(name)
+                )
+            cols[name] = series
+        frame = pl.DataFrame([cols[c] for c in TICK_SCHEMA])
+        return frame.cast(dict(TICK_SCHEMA))
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:
@@ -76,6 +172,7 @@ class Journal:
     def __init__(self, path: Path, *, fsync: bool = False):
         self.path = Path(path)
         self.fsync = fsync
+        self.codec: TickCodec | None = None  # set by the header (its symbols)
         self.bytes_written = 0
         self.records_written = 0
         self._fd: int | None = None
@@ -85,7 +182,7 @@ class Journal:
     def records(self) -> Iterator[Record]:
         """Every intact record in order (stops at a torn or corrupt tail)."""
         for kind, body in self._scan()[0]:
-            yield _decode(kind, body)
+            yield self._decode(kind, body)
 
     def _scan(self) -> tuple[list[tuple[int, bytes]], int]:
         """(intact records, byte offset where they end)."""
@@ -120,7 +217,7 @@ class Journal:
             with open(self.path, "r+b") as f:
                 f.truncate(end)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return [_decode(kind, body) for kind, body in intact]
+        return [self._decode(kind, body) for kind, body in intact]
 
     def close(self) -> None:
         if self._fd is not None:
@@ -131,7 +228,9 @@ class Journal:
         if self._fd is None:
             raise QGError(f"journal {self.path}: not open; call open() first")
         if len(body) >= _MAX_RECORD:
-            raise QGError(f"journal {self.path}: a record of {len(body)} bytes; use smaller batches")
+            raise QGError(
+                f"journal {self.path}: a record of {len(body)} bytes; use smaller batches"
+            )
         record = _PREFIX.pack(len(body), zlib.crc32(bytes([kind]) + body), kind) + body
         view = memoryview(record)
         while view:  # os.write may write less than asked
@@ -142,11 +241,16 @@ class Journal:
         self.records_written += 1
 
     def header(self, info: dict) -> None:
+        """The first record: ``info`` must hold the session's ``symbols`` (the tick codec's)."""
+        self.codec = TickCodec(info["symbols"])
+        info = {**info, "format": FORMAT}
         self._append(HEADER, json.dumps(info, sort_keys=True).encode())
 
     def ticks(self, frame: pl.DataFrame, now: dt.datetime | None, cursor: int | None) -> None:
+        if self.codec is None:
+            raise QGError(f"journal {self.path}: write the header before ticks")
         meta = _TICK_META.pack(_us(now), -1 if cursor is None else cursor)
-        self._append(TICKS, meta + _ipc(frame))
+        self._append(TICKS, meta + self.codec.encode(frame))
 
     def proxies(self, frame: pl.DataFrame, now: dt.datetime | None) -> None:
         self._append(PROXIES, _PROXY_META.pack(_us(now)) + _ipc(frame))
@@ -158,15 +262,26 @@ class Journal:
     def close_marker(self, info: dict) -> None:
         self._append(CLOSE, json.dumps(info, sort_keys=True).encode())
 
-
-def _decode(kind: int, body: bytes) -> Record:
-    if kind == TICKS:
-        now, cursor = _TICK_META.unpack_from(body)
-        frame = pl.read_ipc(io.BytesIO(body[_TICK_META.size :]))
-        return Record(kind, _from_us(now), None if cursor < 0 else cursor, frame)
-    if kind == PROXIES:
-        (now,) = _PROXY_META.unpack_from(body)
-        return Record(kind, _from_us(now), None, pl.read_ipc(io.BytesIO(body[_PROXY_META.size :])))
-    if kind in (HEADER, GAP, CLOSE):
-        return Record(kind, info=json.loads(body))
-    raise QGError(f"journal: unknown record kind {kind}; the file is not a sidecar journal")
+    def _decode(self, kind: int, body: bytes) -> Record:
+        if kind == HEADER:
+            info = json.loads(body)
+            if info.pop("format", None) != FORMAT:
+                raise QGError(
+                    f"journal {self.path}: written by another version of the sidecar; set it "
+                    "aside (--fresh) to start the session over"
+                )
+            self.codec = TickCodec(info["symbols"])
+            return Record(kind, info=info)
+        if kind == TICKS:
+            if self.codec is None:
+                raise QGError(f"journal {self.path}: ticks before the header; not a journal")
+            now, cursor = _TICK_META.unpack_from(body)
+            frame = self.codec.decode(memoryview(body)[_TICK_META.size :])
+            return Record(kind, _from_us(now), None if cursor < 0 else cursor, frame)
+        if kind == PROXIES:
+            (now,) = _PROXY_META.unpack_from(body)
+            frame = pl.read_ipc(io.BytesIO(body[_PROXY_META.size :]))
+            return Record(kind, _from_us(now), None, frame)
+        if kind in (GAP, CLOSE):
+            return Record(kind, info=json.loads(body))
+        raise QGError(f"journal {self.path}: unknown record kind {kind}; not a sidecar journal")

@@ -116,7 +116,8 @@ class StatusServer:
             data = body.encode()
             writer.write(
                 f"HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
-                "Connection: close\r\n\r\n".encode() + data
+                "Connection: close\r\n\r\n".encode()
+                + data
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):
