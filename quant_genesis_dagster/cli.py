@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MLFLOW_PORT,
         help="port of the MLflow UI (embedded store only; it always binds 127.0.0.1)",
     )
+    sub.add_parser(
+        "sidecar",
+        add_help=False,
+        help="the intraday engine for one session (same options as python -m realtime_sidecar)",
+    )
     versions = sub.add_parser("versions", help="list the parameter versions and their decisions")
     versions.add_argument("--status", default=None, help="only versions with this status")
     for name, what in (("approve", "make it the champion"), ("reject", "never deploy it")):
@@ -93,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sidecar"]:  # its own parser: every option of python -m realtime_sidecar
+        from realtime_sidecar.__main__ import main as sidecar_main
+
+        return sidecar_main(argv[1:], prog="quant-genesis sidecar")
     args = _parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:

@@ -33,9 +33,9 @@ def _speed(text: str) -> float | None:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m realtime_sidecar") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m realtime_sidecar",
+        prog=prog,
         description="Quant Genesis intraday engine: RCNC, intraday signals and end-of-day "
         "aggregates for one session (SPEC §7).",
     )
@@ -120,8 +120,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m realtime_sidecar") -> int:
+    args = parser(prog).parse_args(argv)
     settings = Settings.from_env()
     if args.command == "paths":
         print(f"journal: {settings.home / 'sidecar' / 'journal'}")
