@@ -168,7 +168,7 @@ def build(args: argparse.Namespace, settings: Settings) -> tuple[Sidecar, str]:
         proxy_feed=proxy_feed,
         settings=intraday,
         references={s: references[s] for s in symbols if s in references},
-        journal=Journal(path, fsync=args.fsync),
+        journal=Journal(path, fsync=args.fsync == "on" or (args.fsync == "auto" and live)),
         live=live,
         warehouse=warehouse,
         report=report,
