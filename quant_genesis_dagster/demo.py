@@ -5,6 +5,7 @@ table, the new parameter version's status, and how to look at it in the MLflow U
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import time
@@ -38,6 +39,7 @@ def run_demo(
         f"{len(window)} sessions {start}..{end} (seed {seed})"
     )
     instance = dg.DagsterInstance.get()
+    run_intraday(settings, end, n_symbols=n_symbols, seed=seed, instance=instance)
     job = defs.resolve_job_def(DAILY_JOB_NAME)
     run_id = str(uuid.uuid4())
     steps = [node.name for node in job.graph.nodes]
@@ -81,9 +83,68 @@ def run_demo(
         console.print(f"[red]run {run_id} failed[/]: {_failure_message(result)}")
         return 1
     _summary(settings, window, run_id, seconds)
+    _print_intraday_in_chip(settings, end)
     if calibration_steps > 0:
         return run_calibration(settings, window, calibration_steps, run_config["resources"])
     return 0
+
+
+def run_intraday(settings: Settings, session: dt.date, *, n_symbols: int, seed: int,
+                 instance) -> None:  # fmt: skip
+    """The intraday engine on the window's last session: the sample market's ticks replayed as
+    fast as possible through the sidecar (journal, RCNC, signals), its end-of-day aggregates
+    written to ``intraday_eod`` and reported to the Dagster instance — where the daily job's
+    chip factor picks them up for that session."""
+    from quant_genesis_dagster.domain.warehouse.db import open_warehouse
+    from realtime_sidecar.app import journal_path, sample_references
+    from realtime_sidecar.engine import Sidecar
+    from realtime_sidecar.feeds.replay import ReplayFeed, sample_session
+    from realtime_sidecar.journal import Journal
+    from realtime_sidecar.report import report_eod
+
+    ticks = sample_session(session, seed=seed, n_symbols=n_symbols)
+    symbols = sorted(ticks["symbol"].unique().to_list())
+    engine = open_warehouse(settings.database_url, settings.home)
+    path = journal_path(settings, session, "replay-demo", None)
+    path.unlink(missing_ok=True)  # the demo replays its session from the start every time
+    location = engine.url.render_as_string(hide_password=True)
+    sidecar = Sidecar(
+        session, symbols, ReplayFeed(ticks), journal=Journal(path), warehouse=engine,
+        references=sample_references(session, seed, n_symbols),
+        report=lambda day, eod: report_eod(day, eod, instance=instance, location=location),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    summary = asyncio.run(sidecar.run())
+    seconds = time.perf_counter() - t0
+    signals = ", ".join(f"{k} {n}" for k, n in sorted(summary.signals.items())) or "none"
+    outcome = summary.report
+    reported = "reported to Dagster" if outcome and outcome.reported else "NOT reported"
+    console.print(
+        f"Intraday engine (sidecar replay of {session}): {ticks.height:,} ticks in "
+        f"{seconds:.1f} s; signals: {signals}; {summary.eod_rows} intraday_eod rows "
+        f"{reported} ({outcome.detail if outcome else 'no report'})"
+    )
+
+
+def _print_intraday_in_chip(settings: Settings, session: dt.date, top: int = 5) -> None:
+    """The sidecar's aggregates as the chip factor of ``session`` holds them."""
+    import polars as pl
+
+    from quant_genesis_dagster.domain.warehouse import io, models
+    from quant_genesis_dagster.domain.warehouse.db import open_warehouse
+
+    engine = open_warehouse(settings.database_url, settings.home)
+    cols = ["session", "symbol", "rcnc_close_dev", "rcnc_vol", "sweep_ratio", "liquidity_pressure"]
+    chip = io.read_slice(engine, models.ChipFactors, session, session, columns=cols)
+    chip = chip.filter(pl.col("sweep_ratio").is_not_null())
+    t = Table(title=f"Intraday aggregates in the chip factor F_C of {session} "
+                    f"({chip.height} symbols; top {top} by sweep ratio)")  # fmt: skip
+    for col in ("symbol", "RCNC/close − 1", "RCNC vol", "sweep ratio", "spread/mid"):
+        t.add_column(col, justify="left" if col == "symbol" else "right")
+    for r in chip.sort("sweep_ratio", descending=True).head(top).iter_rows(named=True):
+        t.add_row(r["symbol"], _num(r["rcnc_close_dev"], "+.2%"), _num(r["rcnc_vol"], ".2%"),
+                  _num(r["sweep_ratio"], ".1%"), _num(r["liquidity_pressure"], ".3%"))  # fmt: skip
+    console.print(t)
 
 
 def calibration_config(window: list[dt.date], steps: int) -> dict | None:

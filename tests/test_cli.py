@@ -8,6 +8,7 @@ import socket
 import sys
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from quant_genesis_dagster import cli
@@ -37,6 +38,21 @@ def test_demo_runs_the_main_job_and_prints_a_summary(qg_home, capsys):
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(qg_home / "dagster"))) as inst:
         assert len(inst.get_runs()) == 1
+        # the sidecar replayed the last session and reported its aggregates into the graph ...
+        eod = inst.get_materialized_partitions(dg.AssetKey("intraday_eod"))
+        assert eod == {"2024-08-30"}
+    assert "Intraday engine (sidecar replay of 2024-08-30)" in out
+    # ... where that day's chip factor picked them up
+    assert "Intraday aggregates in the chip factor F_C of 2024-08-30" in out
+    from quant_genesis_dagster.domain.warehouse import io, models
+    from quant_genesis_dagster.domain.warehouse.db import open_warehouse
+
+    engine = open_warehouse(None, qg_home)
+    day = dt.date(2024, 8, 30)
+    chip = io.read_slice(engine, models.ChipFactors, day, day)
+    stored = io.read_slice(engine, models.IntradayEod, day, day)
+    assert stored.height > 0
+    assert chip.filter(pl.col("sweep_ratio").is_not_null()).height == stored.height
 
 
 def test_demo_window_default_ends_before_today():
