@@ -20,6 +20,9 @@ session in memory, ~150 MB at 2M ticks — is included, as in a real replay):
 * ``latency`` — the first ``--latency-ticks`` ticks offered at ``--rate`` ticks/s: per tick, the
   time from when it was due (the feed's schedule) until the batch holding it has been journaled,
   gated and folded into RCNC and the signals: ``p50_ms``, ``p99_ms``, ``max_ms`` (tick-weighted).
+* ``thread`` — the same ticks and load handed over one at a time from a foreign thread, as a
+  vendor callback does (``put_threadsafe``): ``thread_p50_ms``, ``thread_p99_ms``,
+  ``thread_max_ms``.
 * ``baseline`` — the design notes' sketch at the same offered load: ticks collected for 5 s,
   then per batch pandas ``groupby().cumsum()`` with the sums restarted in every batch, and the
   same "price above RCNC" test; ``baseline_p99_ms`` (same definition), ``baseline_ticks_per_s``
@@ -36,11 +39,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,7 +55,7 @@ import polars as pl
 
 from quant_genesis_dagster.domain import market
 from realtime_sidecar.engine import Sidecar
-from realtime_sidecar.feeds.base import FeedQueue, SystemClock
+from realtime_sidecar.feeds.base import FeedQueue, SystemClock, Ticks
 from realtime_sidecar.feeds.replay import ReplayFeed
 from realtime_sidecar.journal import Journal
 from realtime_sidecar.session import session_open
@@ -136,6 +141,48 @@ def phase_engine(ticks: pl.DataFrame, rate: float | None, fsync: bool) -> dict:
     }
 
 
+class ThreadFeed:
+    """A vendor-like live feed: a foreign thread hands over one tick at a time on a fixed
+    schedule (``rate`` ticks/s), through ``FeedQueue.put_threadsafe`` as the Shioaji adapter
+    does; latency counts from each tick's due time."""
+
+    name = "thread"
+
+    def __init__(self, ticks: pl.DataFrame, rate: float):
+        self.rows, self.rate = ticks.rows(), rate
+        # a vendor does not hold the session as Python objects: keep these 0.4M tuples out of
+        # the garbage collector's full passes (which would otherwise scan them all)
+        gc.freeze()
+
+    async def run(self, out: FeedQueue) -> None:
+        out.bind_loop()
+        loop, done = asyncio.get_running_loop(), asyncio.Event()
+
+        def pump() -> None:
+            t0 = time.monotonic()
+            for i, row in enumerate(self.rows):
+                due = t0 + i / self.rate
+                while time.monotonic() < due:
+                    time.sleep(0.0002)
+                out.put_threadsafe(Ticks([row], received=due))
+            loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=pump, daemon=True).start()
+        await done.wait()
+
+
+def phase_thread(ticks: pl.DataFrame, rate: float, fsync: bool) -> dict:
+    symbols = sorted(ticks["symbol"].unique().to_list())
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Journal(Path(tmp) / "bench.qgj", fsync=fsync)
+        sidecar = Sidecar(SESSION, symbols, ThreadFeed(ticks, rate), journal=journal)
+        summary = asyncio.run(sidecar.run())
+    processed = summary.accepted + sum(summary.rejected.values())
+    return {"ticks": ticks.height, "lost": ticks.height - processed + summary.dropped,
+            "batches": sidecar.batches, **summary.latency_percentiles(),
+            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+
+
 def _baseline_rcnc(batch: pd.DataFrame, big_shares: int) -> pd.Series:
     """The notes' RCNC: cumulative sums restarted in every batch (the bug SPEC §7.2 fixes)."""
     signed = batch["side"].astype("int64") * batch["volume"]
@@ -190,8 +237,12 @@ def _correct_rcnc(ticks: pl.DataFrame) -> np.ndarray:
             cn=pl.col("net").cum_sum().over("symbol"),
             cc=(pl.col("price") * pl.col("net")).cum_sum().over("symbol"),
         )
-        .select(pl.when(pl.col("cn") != 0).then(pl.col("cc") / pl.col("cn")).forward_fill()
-                .over("symbol"))  # fmt: skip
+        .select(
+            pl.when(pl.col("cn") != 0)
+            .then(pl.col("cc") / pl.col("cn"))
+            .forward_fill()
+            .over("symbol")
+        )  # fmt: skip
         .to_series()
         .to_numpy()
     )
@@ -217,6 +268,8 @@ def _run_phase(args: argparse.Namespace) -> dict:
         return {"input_rss_mb": _peak_rss_mb(), **phase_engine(ticks, None, args.fsync)}
     if args.phase == "latency":
         return phase_engine(ticks.head(args.latency_ticks), args.rate, args.fsync)
+    if args.phase == "thread":
+        return phase_thread(ticks.head(args.latency_ticks), args.rate, args.fsync)
     if args.phase == "baseline":
         return phase_baseline(ticks.head(args.latency_ticks), args.rate)
     if args.phase == "baseline_throughput":
@@ -253,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     thr = _child(args, "throughput")
     lat = _child(args, "latency")
+    thread = _child(args, "thread")
     base = _child(args, "baseline")
     base_thr = _child(args, "baseline_throughput")
     out = {
@@ -261,14 +315,17 @@ def main(argv: list[str] | None = None) -> None:
         "ticks": args.ticks,
         "fsync": args.fsync,
         "ticks_per_s": round(thr["ticks_per_s"]),
-        "lost": thr["lost"] + lat["lost"],
-        "peak_rss_mb": round(max(thr["peak_rss_mb"], lat["peak_rss_mb"]), 1),
+        "lost": thr["lost"] + lat["lost"] + thread["lost"],
+        "peak_rss_mb": round(max(thr["peak_rss_mb"], lat["peak_rss_mb"], thread["peak_rss_mb"]), 1),
         "input_rss_mb": round(thr["input_rss_mb"], 1),
         "offered_ticks_per_s": args.rate,
         "latency_ticks": lat["ticks"],
         "p50_ms": round(lat["p50_ms"], 3),
         "p99_ms": round(lat["p99_ms"], 3),
         "max_ms": round(lat["max_ms"], 3),
+        "thread_p50_ms": round(thread["p50_ms"], 3),
+        "thread_p99_ms": round(thread["p99_ms"], 3),
+        "thread_max_ms": round(thread["max_ms"], 3),
         "batches_full_speed": thr["batches"],
         "batches_at_rate": lat["batches"],
         "signals_full_session": thr["signals"],

@@ -129,8 +129,10 @@ class SessionState:
         self.edges = {k: np.zeros(n, bool) for k in _EDGE_KINDS}
         self.last_fired = {k: np.full(n, -1, np.int64) for k in SIGNAL_KINDS}
         self._sweep = (np.empty(0, np.int64), np.empty(0, np.int64))  # (key, shares) big buys
-        self._minutes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sym, minute, rcnc)
-        self._spreads: list[tuple[np.ndarray, np.ndarray]] = []  # (sym, relative spread)
+        # growable columns: one small array per batch would cost ~100 B each, and a live feed
+        # makes millions of one-tick batches
+        self._minutes = Columns(sym=np.int32, minute=np.int32, rcnc=np.float64)
+        self._spreads = Columns(sym=np.int32, spread=np.float64)
         self._proxies: dict[str, list[tuple[int, float]]] = {}  # symbol → [(µs epoch, price)]
         self._proxy_down: dict[str, bool] = {}
         self.proxy_rejected = 0
@@ -187,11 +189,9 @@ class SessionState:
         closes_carried = (self.minute[segsym] >= 0) & (m[first] != self.minute[segsym])
         cs = segsym[closes_carried]
         self._minutes.append(
-            (
-                np.concatenate([cs, ss[run_end]]),
-                np.concatenate([self.minute[cs], m[run_end]]),
-                np.concatenate([self.minute_last[cs], ls[run_end]]),
-            )
+            sym=np.concatenate([cs, ss[run_end]]),
+            minute=np.concatenate([self.minute[cs], m[run_end]]),
+            rcnc=np.concatenate([self.minute_last[cs], ls[run_end]]),
         )
         rs = run_start[last_ev]
         m_last = m[last_ev]
@@ -210,7 +210,7 @@ class SessionState:
         # spreads
         quoted = (bid > 0) & (ask >= bid) & np.isfinite(ask)
         mid = (ask + bid) / 2
-        self._spreads.append((s[quoted], ((ask - bid) / mid)[quoted]))
+        self._spreads.append(sym=s[quoted], spread=((ask - bid) / mid)[quoted])
 
         # counters and last values
         n = len(self.symbols)
@@ -253,8 +253,11 @@ class SessionState:
             up = rising("limit_up", ps >= self.limit_up[ss] - 1e-9)
             down = rising("limit_down", ps <= self.limit_down[ss] + 1e-9)
         fired.append(
-            ("limit_locked", np.concatenate([up, down]),
-             np.concatenate([np.ones(up.size), -np.ones(down.size)]))  # fmt: skip
+            (
+                "limit_locked",
+                np.concatenate([up, down]),
+                np.concatenate([np.ones(up.size), -np.ones(down.size)]),
+            )  # fmt: skip
         )
 
         gap = ts - prev_t
@@ -398,13 +401,14 @@ class SessionState:
         """
         traded = np.flatnonzero(self.tick_count > 0)
         open_ = traded[self.minute[traded] >= 0]
-        parts = [*self._minutes, (open_, self.minute[open_], self.minute_last[open_])]
-        minutes = pl.DataFrame(
-            {
-                "sym": np.concatenate([a for a, _, _ in parts]).astype(np.int64),
-                "minute": np.concatenate([b for _, b, _ in parts]).astype(np.int64),
-                "rcnc": np.concatenate([c for _, _, c in parts]).astype(float),
-            }
+        closed = self._minutes.frame()
+        minutes = pl.concat(
+            [
+                closed,
+                pl.DataFrame(
+                    {"sym": open_, "minute": self.minute[open_], "rcnc": self.minute_last[open_]}
+                ).cast(closed.schema),
+            ]
         )
         vol = (
             minutes.filter(pl.col("rcnc").is_finite())
@@ -415,14 +419,7 @@ class SessionState:
                 .alias("rcnc_vol")
             )
         )  # fmt: skip
-        spreads = pl.DataFrame(
-            {
-                "sym": np.concatenate([a for a, _ in self._spreads] or [np.empty(0)]).astype(
-                    np.int64
-                ),
-                "spread": np.concatenate([b for _, b in self._spreads] or [np.empty(0)]),
-            }
-        )
+        spreads = self._spreads.frame()
         lp = spreads.group_by("sym").agg(pl.col("spread").median().alias("liquidity_pressure"))
         rcnc = self.cost[2][traded]
         base = pl.DataFrame(
@@ -440,7 +437,8 @@ class SessionState:
             schema_overrides={"session": pl.Date},
         ).with_columns(pl.col("rcnc_close").fill_nan(None))
         return (
-            base.join(vol, on="sym", how="left")
+            base.with_columns(pl.col("sym").cast(pl.Int32))
+            .join(vol, on="sym", how="left")
             .join(lp, on="sym", how="left")
             .sort("symbol")
             .select(EOD_SCHEMA.names())
@@ -452,6 +450,29 @@ class SessionState:
         if not self.signals:
             return pl.DataFrame(schema=SIGNAL_SCHEMA)
         return pl.concat(self.signals).sort("ts", "symbol", "kind", maintain_order=True)
+
+
+class Columns:
+    """Append-only numeric columns in growable numpy buffers (capacity doubles)."""
+
+    def __init__(self, **dtypes):
+        self._data = {k: np.empty(1024, dtype=t) for k, t in dtypes.items()}
+        self.n = 0
+
+    def append(self, **values: np.ndarray) -> None:
+        k = len(next(iter(values.values())))
+        if self.n + k > len(next(iter(self._data.values()))):
+            size = max(2 * (self.n + k), 1024)
+            for name, arr in self._data.items():
+                grown = np.empty(size, dtype=arr.dtype)
+                grown[: self.n] = arr[: self.n]
+                self._data[name] = grown
+        for name, arr in self._data.items():
+            arr[self.n : self.n + k] = values[name]
+        self.n += k
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({k: v[: self.n] for k, v in self._data.items()})
 
 
 def _starts(a: np.ndarray) -> np.ndarray:
