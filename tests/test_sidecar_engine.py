@@ -19,7 +19,7 @@ from quant_genesis_dagster.domain.warehouse import io, models
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
 from quant_genesis_dagster.errors import QGError
 from realtime_sidecar.engine import Sidecar
-from realtime_sidecar.feeds.base import FeedQueue, Gap, ManualClock, Ticks
+from realtime_sidecar.feeds.base import PROXY_SCHEMA, FeedQueue, Gap, ManualClock, Proxies, Ticks
 from realtime_sidecar.feeds.replay import ReplayFeed, sample_session
 from realtime_sidecar.journal import Journal
 from realtime_sidecar.session import SessionState
@@ -225,3 +225,39 @@ def test_the_command_line_names_missing_keys_and_bad_sessions(tmp_path):
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 2 and "2024-05-04" in run.stderr and "trading" in run.stderr
+
+
+class _Proxies:
+    """US proxy prints: TSM falls 2% within 20 minutes."""
+
+    name = "proxies"
+
+    async def run(self, out: FeedQueue) -> None:
+        start = dt.datetime(2024, 5, 2, 1, 0, tzinfo=dt.UTC)
+        for minute, price in ((0, 100.0), (10, 99.0), (20, 98.0), (25, 97.5)):
+            frame = pl.DataFrame(
+                {"ts": [start + dt.timedelta(minutes=minute)], "symbol": ["TSM"],
+                 "price": [price], "size": [100], "kind": ["trade"]},
+                schema=PROXY_SCHEMA,
+            )  # fmt: skip
+            await out.put(Proxies(frame))
+
+
+def test_cross_market_proxies_raise_risk_off_and_survive_a_restart(ticks, tmp_path):
+    path = tmp_path / "j.qgj"
+    first = Sidecar(SESSION, _symbols(ticks), ReplayFeed(ticks.head(100)),
+                    proxy_feed=_Proxies(), journal=Journal(path))  # fmt: skip
+    asyncio.run(first.run())
+    risk = first.state.all_signals().filter(pl.col("kind") == "risk_off")
+    assert risk["symbol"].to_list() == ["TSM"] and risk["value"][0] == pytest.approx(-0.02)
+    again = Sidecar(SESSION, _symbols(ticks), ReplayFeed(ticks.head(100)), journal=Journal(path))
+    asyncio.run(again.run())
+    assert again.state.all_signals().equals(first.state.all_signals())
+
+
+def test_quant_genesis_sidecar_is_the_same_command(tmp_path, monkeypatch, capsys):
+    from quant_genesis_dagster import cli
+
+    monkeypatch.setenv("QG_HOME", str(tmp_path))
+    assert cli.main(["sidecar", "paths"]) == 0
+    assert str(tmp_path / "sidecar" / "journal") in capsys.readouterr().out
