@@ -58,7 +58,7 @@ from realtime_sidecar.engine import Sidecar
 from realtime_sidecar.feeds.base import FeedQueue, SystemClock, Ticks
 from realtime_sidecar.feeds.replay import ReplayFeed
 from realtime_sidecar.journal import Journal
-from realtime_sidecar.session import session_open
+from realtime_sidecar.session import reference_rcnc, session_open
 from realtime_sidecar.ticks import TICK_SCHEMA
 
 SESSION = dt.date(2024, 5, 2)
@@ -228,29 +228,9 @@ async def _baseline(ticks: pl.DataFrame, rate: float | None) -> dict:
     return {"ticks": n, "seconds": seconds, "p99_ms": p99, "rcnc": np.concatenate(rcnc_parts)}
 
 
-def _correct_rcnc(ticks: pl.DataFrame) -> np.ndarray:
-    big = pl.col("volume") >= 50 * market.LOT_SIZE
-    net = pl.when(big).then(pl.col("side").cast(pl.Int64) * pl.col("volume")).otherwise(0)
-    return (
-        ticks.with_columns(net=net)
-        .with_columns(
-            cn=pl.col("net").cum_sum().over("symbol"),
-            cc=(pl.col("price") * pl.col("net")).cum_sum().over("symbol"),
-        )
-        .select(
-            pl.when(pl.col("cn") != 0)
-            .then(pl.col("cc") / pl.col("cn"))
-            .forward_fill()
-            .over("symbol")
-        )  # fmt: skip
-        .to_series()
-        .to_numpy()
-    )
-
-
 def phase_baseline(ticks: pl.DataFrame, rate: float | None) -> dict:
     out = asyncio.run(_baseline(ticks, rate))
-    got, want = out.pop("rcnc"), _correct_rcnc(ticks)
+    got, want = out.pop("rcnc"), reference_rcnc(ticks)
     both = np.isfinite(want)
     wrong = both & ~(np.abs(got - want) <= 1e-6 * np.abs(want))
     return {

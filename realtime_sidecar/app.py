@@ -230,6 +230,11 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     logging.getLogger("realtime_sidecar").setLevel(level)
+    signals = logging.getLogger("realtime_sidecar.signals")  # one plain line per signal
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("signal %(message)s"))
+    signals.addHandler(handler)
+    signals.propagate = False
     sidecar, what = build(args, settings)
     print(what, file=sys.stderr)
     t0 = time.perf_counter()

@@ -31,10 +31,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
 
+from quant_genesis_dagster.domain import calendar
 from quant_genesis_dagster.errors import QGError
 from realtime_sidecar import journal as jr
 from realtime_sidecar.config import IntradaySettings
@@ -45,6 +47,7 @@ from realtime_sidecar.ticks import REJECT_REASONS, TICK_SCHEMA, TickGate
 log = logging.getLogger("realtime_sidecar")
 signal_log = logging.getLogger("realtime_sidecar.signals")
 
+_TAIPEI = ZoneInfo(calendar.TIMEZONE)
 #: after 13:30 the closing auction's prints still arrive for a moment
 CLOSE_GRACE = dt.timedelta(minutes=3)
 
@@ -295,7 +298,8 @@ class Sidecar:
         self.signal_counts.update(signals["kind"].to_list())
         if signal_log.isEnabledFor(logging.INFO):
             for row in signals.select("ts", "symbol", "reason").iter_rows():
-                signal_log.info("%s %s %s", row[0].astimezone().strftime("%H:%M:%S"), *row[1:])
+                when = row[0].astimezone(_TAIPEI).strftime("%H:%M:%S")  # exchange time, Taipei
+                signal_log.info("%s %s %s", when, *row[1:])
         if self.on_signal is not None:
             try:
                 self.on_signal(signals)

@@ -88,6 +88,29 @@ _KEY_SHIFT = 1 << 35
 _EDGE_KINDS = ("accumulation", "break", "spread_wide", "limit_up", "limit_down")
 
 
+def reference_rcnc(ticks: pl.DataFrame, big_lots: int = 50) -> np.ndarray:
+    """SPEC §7.2 written out over a whole session at once (float cumulative sums per symbol,
+    the last valid value carried) — the definition ``SessionState``'s incremental RCNC is
+    checked against (tests, ``benchmarks.sidecar``). Per tick, in ``ticks``' order."""
+    big = pl.col("volume") >= big_lots * market.LOT_SIZE
+    net = pl.when(big).then(pl.col("side").cast(pl.Int64) * pl.col("volume")).otherwise(0)
+    return (
+        ticks.with_columns(net=net)
+        .with_columns(
+            cum_net=pl.col("net").cum_sum().over("symbol"),
+            cum_cost=(pl.col("price") * pl.col("net")).cum_sum().over("symbol"),
+        )
+        .select(
+            pl.when(pl.col("cum_net") != 0)
+            .then(pl.col("cum_cost") / pl.col("cum_net"))
+            .forward_fill()
+            .over("symbol")
+        )
+        .to_series()
+        .to_numpy()
+    )
+
+
 def session_open(session: dt.date) -> dt.datetime:
     """09:00 Asia/Taipei of ``session``, in UTC."""
     tz = ZoneInfo(calendar.TIMEZONE)

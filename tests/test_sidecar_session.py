@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from quant_genesis_dagster.domain import market
 from quant_genesis_dagster.domain.sample import SampleMarket, SampleMarketConfig
 from realtime_sidecar.config import IntradaySettings
-from realtime_sidecar.session import SIGNAL_SCHEMA, SessionState
+from realtime_sidecar.session import SIGNAL_SCHEMA, SessionState, reference_rcnc
 from realtime_sidecar.ticks import TICK_SCHEMA, TickGate
 
 SESSION = dt.date(2024, 5, 2)
@@ -39,27 +39,6 @@ def _run(ticks: pl.DataFrame, cuts: list[int], settings: IntradaySettings | None
     return state, np.concatenate(lines)
 
 
-def _whole_session_rcnc(ticks: pl.DataFrame, big_lots: int = 50) -> np.ndarray:
-    """SPEC §7.2 over the whole session at once (floats, per symbol cumulative sums)."""
-    big = pl.col("volume") >= big_lots * 1000
-    net = pl.when(big).then(pl.col("side").cast(pl.Int64) * pl.col("volume")).otherwise(0)
-    return (
-        ticks.with_columns(net=net)
-        .with_columns(
-            cum_net=pl.col("net").cum_sum().over("symbol"),
-            cum_cost=(pl.col("price") * pl.col("net")).cum_sum().over("symbol"),
-        )
-        .select(
-            pl.when(pl.col("cum_net") != 0)
-            .then(pl.col("cum_cost") / pl.col("cum_net"))
-            .forward_fill()
-            .over("symbol")
-        )
-        .to_series()
-        .to_numpy()
-    )
-
-
 @pytest.fixture(scope="module")
 def whole(ticks):
     return _run(ticks, [])
@@ -78,7 +57,7 @@ def test_incremental_rcnc_equals_the_whole_session_for_any_split(ticks, whole, d
     assert state.eod().equals(ref_state.eod())
     assert state.all_signals().equals(ref_state.all_signals())
     # ... and that equals SPEC §7.2 computed over the whole session at once
-    np.testing.assert_allclose(lines, _whole_session_rcnc(ticks), rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(lines, reference_rcnc(ticks), rtol=1e-9, equal_nan=True)
 
 
 def test_the_sample_session_raises_signals_and_aggregates(whole, ticks):
