@@ -52,6 +52,20 @@ _TAIPEI = ZoneInfo(calendar.TIMEZONE)
 CLOSE_GRACE = dt.timedelta(minutes=3)
 
 
+#: a live run checks for silent symbols this often (seconds of its clock)
+SILENCE_CHECK_S = 30.0
+
+
+@dataclass(frozen=True)
+class _SilenceCheck:
+    """Queue item: the clock's periodic silence check (journaled like the ticks)."""
+
+    now: dt.datetime
+
+    def __len__(self) -> int:
+        return 0
+
+
 class Feed(Protocol):
     name: str
 
@@ -209,6 +223,7 @@ class Sidecar:
         helpers = [asyncio.create_task(self._flush_signals_forever())]
         if self.live:
             helpers.append(asyncio.create_task(self._close_timer()))
+            helpers.append(asyncio.create_task(self._silence_timer()))
         try:
             await self._consume(tasks)
         finally:
@@ -240,6 +255,13 @@ class Sidecar:
         self._closed_by_clock = True
         self.queue.stop.set()
 
+    async def _silence_timer(self) -> None:
+        while not self.queue.stop.is_set():
+            await self.clock.sleep(SILENCE_CHECK_S)
+            if self.queue.stop.is_set():
+                return
+            self.queue.put_nowait(_SilenceCheck(self.clock.now()))  # type: ignore[arg-type]
+
     async def _consume(self, tasks: list[asyncio.Task]) -> None:
         while True:
             if all(t.done() for t in tasks) and self.queue.empty():
@@ -269,8 +291,14 @@ class Sidecar:
             if self.journal:
                 self.journal.proxies(frame, now)
             self._publish(self.state.update_proxies(frame))
-        if not ticks:
-            return
+        if ticks:
+            self._process_ticks(ticks)
+        for check in (i for i in items if isinstance(i, _SilenceCheck)):
+            if self.journal:
+                self.journal.timer(check.now)
+            self._publish(self.state.check_silence(check.now))
+
+    def _process_ticks(self, ticks: list[Ticks]) -> None:
         frame = _as_frame(ticks)
         now = self.clock.now() if self.live else None
         cursor = next((t.cursor for t in reversed(ticks) if t.cursor is not None), None)
@@ -340,6 +368,8 @@ class Sidecar:
                 if rec.cursor is not None:
                     self.cursor = rec.cursor
                 last_now = rec.now or last_now
+            elif rec.kind == jr.TIMER:
+                self.signal_counts.update(self.state.check_silence(rec.now)["kind"].to_list())  # type: ignore[arg-type]
             elif rec.kind == jr.PROXIES:
                 self.signal_counts.update(self.state.update_proxies(rec.frame)["kind"].to_list())  # type: ignore[arg-type]
             elif rec.kind == jr.GAP:

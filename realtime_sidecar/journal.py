@@ -14,6 +14,7 @@ kind byte and the body. Kinds:
   (``now_us`` = −1: no clock, a replay; ``cursor`` = −1: none);
 * ``PROXIES`` — ``i64 now_us`` then Arrow IPC;
 * ``GAP`` (JSON) — feed, start, end, cause;
+* ``TIMER`` — ``i64 now_us``: a live run's periodic silence check ran at that clock reading;
 * ``CLOSE`` (JSON) — the end-of-day aggregates were computed (rows, time).
 
 The tick codec is columnar and compact (about 50 bytes a tick whatever the batch size; Arrow IPC
@@ -49,7 +50,7 @@ from realtime_sidecar.ticks import TICK_SCHEMA
 
 log = logging.getLogger("realtime_sidecar.journal")
 
-HEADER, TICKS, PROXIES, GAP, CLOSE = 1, 2, 3, 4, 5
+HEADER, TICKS, PROXIES, GAP, CLOSE, TIMER = 1, 2, 3, 4, 5, 6
 #: the record layout's version, kept in the header: another version's journal is refused
 FORMAT = 2
 _PREFIX = struct.Struct("<IIB")
@@ -259,6 +260,9 @@ class Journal:
         info = {"feed": feed, "start": start.isoformat(), "end": end.isoformat(), "cause": cause}
         self._append(GAP, json.dumps(info).encode())
 
+    def timer(self, now: dt.datetime) -> None:
+        self._append(TIMER, _PROXY_META.pack(_us(now)))
+
     def close_marker(self, info: dict) -> None:
         self._append(CLOSE, json.dumps(info, sort_keys=True).encode())
 
@@ -282,6 +286,8 @@ class Journal:
             (now,) = _PROXY_META.unpack_from(body)
             frame = pl.read_ipc(io.BytesIO(body[_PROXY_META.size :]))
             return Record(kind, _from_us(now), None, frame)
+        if kind == TIMER:
+            return Record(kind, _from_us(_PROXY_META.unpack_from(body)[0]))
         if kind in (GAP, CLOSE):
             return Record(kind, info=json.loads(body))
         raise QGError(f"journal {self.path}: unknown record kind {kind}; not a sidecar journal")

@@ -27,7 +27,9 @@ raised when its condition turns true for the symbol (not on every tick while it 
 * ``spread_wide`` — quoted spread >= ``spread_alert_ticks`` ticks; value = spread in ticks.
 * ``limit_locked`` — a trade at the limit-up (value +1) or limit-down (value −1) price (needs the
   reference prices).
-* ``liquidity_dry`` — a trade after >= ``dry_after_s`` seconds without one; value = minutes.
+* ``liquidity_dry`` — a trade after >= ``dry_after_s`` seconds without one; and, live, the
+  clock's check (``check_silence``) that a symbol has not traded for that long (once per
+  silence); value = minutes.
 * ``risk_off`` — a cross-market proxy down >= ``riskoff_move`` over ``riskoff_window_s``
   (``update_proxies``); value = the move (fraction).
 """
@@ -83,6 +85,7 @@ EOD_SCHEMA = pl.Schema(
     }
 )
 _MINUTE_US = 60_000_000
+_CONTINUOUS_END_US = (4 * 3600 + 25 * 60) * 1_000_000  # 13:25: the closing call auction starts
 #: symbols are packed above the µs-since-open timestamps in one int64 key (a session is < 2**35 µs)
 _KEY_SHIFT = 1 << 35
 _EDGE_KINDS = ("accumulation", "break", "spread_wide", "limit_up", "limit_down")
@@ -146,6 +149,7 @@ class SessionState:
         self.big_sell = np.zeros(n, np.int64)
         self.last_price = np.full(n, np.nan)
         self.last_t = np.full(n, -1, np.int64)  # µs since the open of the symbol's last tick
+        self.silent = np.zeros(n, bool)  # check_silence reported it; cleared by its next tick
         self.minute = np.full(n, -1, np.int64)  # minute (since the open) of the last tick
         self.minute_last = np.full(n, np.nan)  # RCNC at the last tick of that minute
         self.prev_minute_close = np.full(n, np.nan)  # RCNC at the end of the minute before
@@ -248,6 +252,7 @@ class SessionState:
         prev_t[first] = self.last_t[segsym]
         self.last_price[segsym] = ps[last_ev]
         self.last_t[segsym] = ts[last_ev]
+        self.silent[segsym] = False
 
         # --- conditions (symbol-sorted order) -------------------------------------------------
         fired: list[tuple[str, np.ndarray, np.ndarray]] = []  # (kind, event indices, value)
@@ -353,6 +358,45 @@ class SessionState:
                 pl.Series("reason", reason, pl.String),
             ]
         )
+
+    def check_silence(self, now: dt.datetime) -> pl.DataFrame:
+        """Live: the symbols that traded today but not in the last ``dry_after_s`` seconds of
+        ``now`` (once per silence; continuous trading only, until 13:25), as ``liquidity_dry``
+        signals stamped ``now``."""
+        t = int(now.timestamp() * 1_000_000) - self._open_us
+        if not 0 <= t <= _CONTINUOUS_END_US:
+            return pl.DataFrame(schema=SIGNAL_SCHEMA)
+        quiet = (
+            (self.last_t >= 0)
+            & ~self.silent
+            & (t - self.last_t >= self.settings.dry_after_s * 1_000_000)
+        )
+        idx = np.flatnonzero(quiet)
+        if idx.size == 0:
+            return pl.DataFrame(schema=SIGNAL_SCHEMA)
+        self.silent[idx] = True
+        minutes = np.round((t - self.last_t[idx]) / _MINUTE_US, 1)
+        out = pl.DataFrame(
+            [
+                pl.Series("session", [self.session] * idx.size, pl.Date),
+                pl.Series("ts", np.full(idx.size, t + self._open_us), pl.Int64).cast(
+                    pl.Datetime("us", "UTC")
+                ),
+                pl.Series("symbol", [self.symbols[i] for i in idx], pl.String),
+                pl.Series("kind", ["liquidity_dry"] * idx.size, pl.String),
+                pl.Series("price", self.last_price[idx], pl.Float64),
+                pl.Series("rcnc", self.cost[2][idx], pl.Float64, nan_to_null=True),
+                pl.Series("value", minutes, pl.Float64),
+                pl.Series(
+                    "reason",
+                    [f"liquidity drying up: no trade for {m:.1f} min" for m in minutes.tolist()],
+                    pl.String,
+                ),  # fmt: skip
+            ]
+        ).sort("symbol")
+        self.last_fired["liquidity_dry"][idx] = t
+        self.signals.append(out)
+        return out
 
     # --------------------------------------------------------------------------------- proxies
 

@@ -76,6 +76,8 @@ def _floats(col: pl.Series) -> np.ndarray:
     """A numeric column as numpy (float64 with NaN for nulls when it has any)."""
     arr = col.to_numpy()
     return arr.astype(np.float64) if arr.dtype.kind != "f" else arr
+
+
 _OPEN, _CLOSE = dt.time(9, 0), dt.time(13, 30)
 
 

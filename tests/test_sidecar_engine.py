@@ -18,7 +18,7 @@ import pytest
 from quant_genesis_dagster.domain.warehouse import io, models
 from quant_genesis_dagster.domain.warehouse.db import open_warehouse
 from quant_genesis_dagster.errors import QGError
-from realtime_sidecar.engine import Sidecar
+from realtime_sidecar.engine import Sidecar, _SilenceCheck
 from realtime_sidecar.feeds.base import PROXY_SCHEMA, FeedQueue, Gap, ManualClock, Proxies, Ticks
 from realtime_sidecar.feeds.replay import ReplayFeed, sample_session
 from realtime_sidecar.journal import Journal
@@ -84,7 +84,9 @@ async def _drained(out: FeedQueue) -> None:
 
 
 class _LiveFeed:
-    """A live feed: some ticks, a 90 s gap, ticks (one stale on arrival), silence until stop."""
+    """A live feed: some ticks, a 90 s gap, ticks (one stale on arrival), 11 quiet minutes (and
+    the engine's silence check — put here, where the manual clock's order is known), silence
+    until stop."""
 
     name = "fake-live"
 
@@ -99,6 +101,9 @@ class _LiveFeed:
             self.clock.advance(90)
             await out.put(Gap(self.name, start, self.clock.now(), "ConnectionResetError: drop"))
             await out.put(Ticks(self.rows[2:], received=self.clock.monotonic()))
+            await _drained(out)
+            self.clock.advance(660)  # 11 quiet minutes: the live silence check reports both
+            await out.put(_SilenceCheck(self.clock.now()))
             await _drained(out)
         self.clock.gate = self.clock.gate or asyncio.Event()
         self.clock.gate.set()  # now the close may come
@@ -125,12 +130,19 @@ def test_a_live_run_closes_on_its_clock_with_gaps_and_stale_ticks(tmp_path):
     assert [g.cause for g in summary.gaps] == ["ConnectionResetError: drop"]
     assert summary.gaps[0].seconds == 90
     assert sidecar.state.rcnc() == {"2317": 150.0, "2330": 601.0}
+    quiet = sidecar.state.all_signals().filter(pl.col("reason").str.contains("no trade for"))
+    assert sorted(quiet["symbol"]) == ["2317", "2330"]  # the clock's silence check, once each
     # the journal kept the clock readings: a restart rejects the same tick as stale
     clock.gate = None
     again = Sidecar(SESSION, ["2317", "2330"], _LiveFeed([], clock),
                     journal=Journal(path), clock=clock, live=True)  # fmt: skip
     summary2 = asyncio.run(asyncio.wait_for(again.run(), 10))
     assert summary2.rejected == {"stale": 1} and summary2.accepted == 3
+    assert (
+        again.state.all_signals()
+        .head(quiet.height + 3)
+        .equals(sidecar.state.all_signals().head(quiet.height + 3))
+    )
     assert [g.cause for g in summary2.gaps] == ["ConnectionResetError: drop", "sidecar restart"]
 
 

@@ -202,3 +202,23 @@ def test_per_symbol_big_order_threshold_and_all_ticks_mode():
     assert np.isnan(state.last_rcnc).all()
     state, _ = _feed([*rows, _t(2.0, 120.0, 1, -1)], IntradaySettings(net_mode="all"))
     assert state.last_rcnc[-1] == pytest.approx((2000 + 2200 - 120) / 39)
+
+
+def test_live_silence_check_fires_once_per_silence():
+    rows = [_t(0.0, 200.0, 1, +1), _t(5.0, 100.0, 1, +1, symbol="2317")]
+    state, _ = _feed(rows, symbols=("2317", "2330"))
+    got = state.check_silence(_at(12.0))
+    assert got["symbol"].to_list() == ["2330"] and got["value"].to_list() == [12.0]
+    assert got["reason"][0] == "liquidity drying up: no trade for 12.0 min"
+    assert state.check_silence(_at(13.0)).height == 0  # still the same silence
+    gate = TickGate(SESSION, ["2317", "2330"])
+    gate.admit(pl.DataFrame(rows, schema=TICK_SCHEMA))
+    again = gate.admit(pl.DataFrame([_t(14.0, 201.0, 1, +1)], schema=TICK_SCHEMA))[0]
+    resumed = state.update(again)  # the first trade after 14 min says so too
+    assert resumed["kind"].to_list() == ["liquidity_dry"] and resumed["value"][0] == 14.0
+    later = state.check_silence(_at(30.0))
+    assert later["symbol"].to_list() == ["2317", "2330"] and later["value"].to_list() == [
+        25.0,
+        16.0,
+    ]
+    assert state.check_silence(dt.datetime(2024, 5, 2, 5, 26, tzinfo=dt.UTC)).height == 0
