@@ -129,7 +129,9 @@ def test_sigkill_at_random_points_then_restart_reaches_the_uninterrupted_state(r
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
         kills.append(_journal_cursor(crashed))
-    print(f"kill points (journal records, ticks consumed): {kills}; rejected: {expected['rejected']}")
+    print(
+        f"kill points (journal records, ticks consumed): {kills}; rejected: {expected['rejected']}"
+    )
     assert kills[0][1] < kills[1][1] < pl.read_parquet(path).height  # both mid-session
     run = subprocess.run(_cmd(path, symbols, crashed, None), env=_env(crashed),
                          capture_output=True, text=True, timeout=120)  # fmt: skip
