@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ log = logging.getLogger("realtime_sidecar")
 signal_log = logging.getLogger("realtime_sidecar.signals")
 
 _TAIPEI = ZoneInfo(calendar.TIMEZONE)
+_CODEC_ROWS = struct.Struct("<I")  # a tick record's body starts with its row count
 #: after 13:30 the closing auction's prints still arrive for a moment
 CLOSE_GRACE = dt.timedelta(minutes=3)
 
@@ -359,16 +361,35 @@ class Sidecar:
                 "or feed differ); move it away, or start over with --fresh"
             )
         last_now: dt.datetime | None = None
+        pending: list[jr.Record] = []  # consecutive tick records, replayed in one call
+        rows = [0]  # ticks in ``pending``
+
+        def flush() -> None:
+            if not pending:
+                return
+            frame = pending[0].codec.decode_many([r.body for r in pending])  # type: ignore[union-attr]
+            sizes = [_CODEC_ROWS.unpack_from(r.body)[0] for r in pending]  # type: ignore[arg-type]
+            stamps = [-1 if r.now is None else int(r.now.timestamp() * 1_000_000) for r in pending]
+            now_us = np.repeat(np.asarray(stamps, np.int64), sizes)
+            accepted, _ = self.gate.admit(frame, now_us=now_us)
+            self.signal_counts.update(self.state.update(accepted)["kind"].to_list())
+            if accepted.height:
+                self.last_tick_ts = accepted["ts"].max()
+            pending.clear()
+            rows[0] = 0
+
         for rec in records[1:]:
             if rec.kind == jr.TICKS:
-                accepted, _ = self.gate.admit(rec.frame, rec.now)  # type: ignore[arg-type]
-                self.signal_counts.update(self.state.update(accepted)["kind"].to_list())
-                if accepted.height:
-                    self.last_tick_ts = accepted["ts"].max()
+                pending.append(rec)
+                rows[0] += _CODEC_ROWS.unpack_from(rec.body)[0]  # type: ignore[arg-type]
                 if rec.cursor is not None:
                     self.cursor = rec.cursor
                 last_now = rec.now or last_now
-            elif rec.kind == jr.TIMER:
+                if rows[0] >= self.max_batch:
+                    flush()
+                continue
+            flush()  # the state must see the ticks before anything else in the journal
+            if rec.kind == jr.TIMER:
                 self.signal_counts.update(self.state.check_silence(rec.now)["kind"].to_list())  # type: ignore[arg-type]
             elif rec.kind == jr.PROXIES:
                 self.signal_counts.update(self.state.update_proxies(rec.frame)["kind"].to_list())  # type: ignore[arg-type]
@@ -378,6 +399,7 @@ class Sidecar:
                     Gap(i["feed"], dt.datetime.fromisoformat(i["start"]),
                         dt.datetime.fromisoformat(i["end"]), i["cause"])
                 )  # fmt: skip
+        flush()
         self.recovered_batches = len(records) - 1
         log.warning(
             "%s: recovered %d journal records (%d ticks accepted, cursor %s)",

@@ -39,7 +39,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,20 @@ class Record:
     kind: int
     now: dt.datetime | None = None  # the clock reading the batch was admitted with
     cursor: int | None = None
-    frame: pl.DataFrame | None = None
     info: dict | None = None
+    #: PROXIES: the prints; TICKS: decoded on first use (``frame``) — a restart decodes runs
+    #: of tick records together instead (``TickCodec.decode_many``)
+    proxies: pl.DataFrame | None = None
+    body: memoryview | None = field(default=None, repr=False)
+    codec: TickCodec | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> pl.DataFrame | None:
+        if self.kind == PROXIES:
+            return self.proxies
+        if self.kind == TICKS and self.codec is not None and self.body is not None:
+            return self.codec.decode(self.body)
+        return None
 
 
 _CODEC_HEAD = struct.Struct("<II")
@@ -123,33 +135,57 @@ class TickCodec:
         return b"".join(parts)
 
     def decode(self, body: bytes | memoryview) -> pl.DataFrame:
-        buf = memoryview(body)
-        n, n_extra = _CODEC_HEAD.unpack_from(buf)
-        pos = _CODEC_HEAD.size
-        extra = json.loads(bytes(buf[pos : pos + n_extra])) if n_extra else []
-        pos += n_extra
-        codes = np.frombuffer(buf, "<u4", n, pos)
-        pos += 4 * n
-        names = np.array([*self.symbols, *extra], dtype=object)
-        cols = {"symbol": pl.Series("symbol", names[codes], pl.String)}
+        return self.decode_many([body])
+
+    def decode_many(self, bodies: Sequence[bytes | memoryview]) -> pl.DataFrame:
+        """The ticks of several records as one frame, in order (numpy per record, one frame:
+        a restart after a day of one-tick batches decodes a million records)."""
+        names = list(self.symbols)
+        where: dict[str, int] = {}
+        codes_parts: list[np.ndarray] = []
+        values: dict[str, list[np.ndarray]] = {c: [] for c in _FIXED}
+        valid: dict[str, list[np.ndarray | None]] = {c: [] for c in _FIXED}
+        sizes: list[int] = []
+        for body in bodies:
+            buf = memoryview(body)
+            n, n_extra = _CODEC_HEAD.unpack_from(buf)
+            pos = _CODEC_HEAD.size
+            codes = np.frombuffer(buf, "<u4", n, pos + n_extra).astype(np.int64)
+            if n_extra:  # symbols outside the universe: index them in this decode's list
+                extra = json.loads(bytes(buf[pos : pos + n_extra]))
+                remap = []
+                for sym in extra:
+                    if sym not in where:
+                        where[sym] = len(names)
+                        names.append(sym)
+                    remap.append(where[sym])
+                out = codes >= len(self.symbols)
+                codes[out] = np.asarray(remap, np.int64)[codes[out] - len(self.symbols)]
+            pos += n_extra + 4 * n
+            codes_parts.append(codes)
+            sizes.append(n)
+            for name, dtype in _FIXED.items():
+                has_nulls = buf[pos]
+                pos += 1
+                mask = None
+                if has_nulls:
+                    mask = np.frombuffer(buf, "u1", n, pos).astype(bool)
+                    pos += n
+                values[name].append(np.frombuffer(buf, dtype, n, pos))
+                valid[name].append(mask)
+                pos += dtype.itemsize * n
+        table = np.array(names, dtype=object)
+        cols = [pl.Series("symbol", table[np.concatenate(codes_parts or [np.empty(0, int)])],
+                          pl.String)]  # fmt: skip
         for name, dtype in _FIXED.items():
-            has_nulls = buf[pos]
-            pos += 1
-            valid = None
-            if has_nulls:
-                valid = np.frombuffer(buf, "u1", n, pos).astype(bool)
-                pos += n
-            values = np.frombuffer(buf, dtype, n, pos)
-            pos += dtype.itemsize * n
-            series = pl.Series(name, values)
-            if valid is not None:
-                series = (
-                    pl.select(pl.when(pl.lit(pl.Series(valid))).then(pl.lit(series)))
-                    .to_series()
-                    .alias(name)
-                )
-            cols[name] = series
-        frame = pl.DataFrame([cols[c] for c in TICK_SCHEMA])
+            series = pl.Series(name, np.concatenate(values[name] or [np.empty(0, dtype)]))
+            if any(m is not None for m in valid[name]):
+                ok = np.concatenate([np.ones(k, bool) if m is None else m
+                                     for m, k in zip(valid[name], sizes, strict=True)])  # fmt: skip
+                series = pl.select(pl.when(pl.lit(pl.Series(ok))).then(pl.lit(series)))
+                series = series.to_series().alias(name)
+            cols.append(series)
+        frame = pl.DataFrame(cols).select(list(TICK_SCHEMA))
         return frame.cast(dict(TICK_SCHEMA))
 
 
@@ -280,12 +316,12 @@ class Journal:
             if self.codec is None:
                 raise QGError(f"journal {self.path}: ticks before the header; not a journal")
             now, cursor = _TICK_META.unpack_from(body)
-            frame = self.codec.decode(memoryview(body)[_TICK_META.size :])
-            return Record(kind, _from_us(now), None if cursor < 0 else cursor, frame)
+            return Record(kind, _from_us(now), None if cursor < 0 else cursor,
+                          body=memoryview(body)[_TICK_META.size :], codec=self.codec)  # fmt: skip
         if kind == PROXIES:
             (now,) = _PROXY_META.unpack_from(body)
             frame = pl.read_ipc(io.BytesIO(body[_PROXY_META.size :]))
-            return Record(kind, _from_us(now), None, frame)
+            return Record(kind, _from_us(now), proxies=frame)
         if kind == TIMER:
             return Record(kind, _from_us(_PROXY_META.unpack_from(body)[0]))
         if kind in (GAP, CLOSE):

@@ -105,9 +105,17 @@ class TickGate:
         self._last_keys: dict[int, set[tuple]] = {}
 
     def admit(
-        self, batch: pl.DataFrame, now: dt.datetime | None = None
+        self,
+        batch: pl.DataFrame,
+        now: dt.datetime | None = None,
+        *,
+        now_us: np.ndarray | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(accepted ticks in arrival order with ``sym``, rejected ticks with a ``reason``)."""
+        """(accepted ticks in arrival order with ``sym``, rejected ticks with a ``reason``).
+
+        ``now``: the clock reading for the stale check (None: no check, a replay); ``now_us``
+        instead gives one per tick (µs since the epoch, −1: none) — a restart replaying many
+        journaled batches, each with its own reading, in one call."""
         df = batch
         if df.schema != TICK_SCHEMA:
             df = df.select([pl.col(c).cast(t, strict=False) for c, t in TICK_SCHEMA.items()])
@@ -133,9 +141,11 @@ class TickGate:
         mark("non_positive_volume", v <= 0)
         t = ts_raw
         mark("outside_session", (t < self._open_us) | (t > self._close_us))
+        lag_us = int(self.max_lag.total_seconds() * 1_000_000)
         if now is not None:
-            limit = int((now.astimezone(dt.UTC) - self.max_lag).timestamp() * 1_000_000)
-            mark("stale", t < limit)
+            mark("stale", t < int(now.timestamp() * 1_000_000) - lag_us)
+        elif now_us is not None:
+            mark("stale", (now_us >= 0) & (t < now_us - lag_us))
         sym = np.nan_to_num(_floats(sym_s)).astype(np.int64)
         self._order_and_duplicates(code, sym, t - self._open_us, p, v, _floats(df["side"]))
         ok = code == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -92,3 +93,19 @@ def test_any_split_into_batches_accepts_and_rejects_the_same_ticks(sizes):
     assert pl.concat(parts).equals(whole)
     assert gate.rejected == whole_gate.rejected
     assert whole.height + whole_rejected.height == stream.height
+
+
+def test_per_tick_clock_readings_equal_batch_by_batch_readings():
+    """A restart replays many journaled batches in one call, each tick with its batch's reading."""
+    ticks = [_tick(_ts(10, 0, s)) for s in (1, 2, 3, 4)]
+    nows = [_ts(10, 0, 10), _ts(10, 0, 10), _ts(10, 1, 0), None]  # the third is stale by then
+    one = TickGate(SESSION, ["2330"], max_lag=dt.timedelta(seconds=30))
+    by_batch = [
+        one.admit(_frame([t]), now=n)[1]["reason"].to_list()
+        for t, n in zip(ticks, nows, strict=True)
+    ]
+    together = TickGate(SESSION, ["2330"], max_lag=dt.timedelta(seconds=30))
+    stamps = np.array([-1 if n is None else int(n.timestamp() * 1e6) for n in nows])
+    _, rejected = together.admit(_frame(ticks), now_us=stamps)
+    assert [r for rs in by_batch for r in rs] == rejected["reason"].to_list() == ["stale"]
+    assert together.rejected == one.rejected and together.accepted == one.accepted == 3
