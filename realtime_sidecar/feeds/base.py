@@ -297,6 +297,9 @@ class Reconnector:
     ``connected()`` once it is subscribed and streaming, returns when the source ended cleanly
     (``run`` returns too) and raises on a drop (``run`` reconnects). ``max_attempts``
     consecutive failed attempts raise ``FeedError``; None retries until ``stop`` is set.
+
+    The backoff starts over only after a connection stayed up ``stable_s`` seconds: a server
+    that accepts and drops at once is retried with growing delays, not hammered at the base one.
     """
 
     def __init__(
@@ -307,6 +310,7 @@ class Reconnector:
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
         on_gap: Callable[[Gap], None] | None = None,
+        stable_s: float = 30.0,
     ):
         self.feed = feed
         self.clock = clock or SystemClock()
@@ -315,13 +319,15 @@ class Reconnector:
         self.on_gap = on_gap
         self.gaps: list[Gap] = []
         self.connects = 0
+        self.stable_s = stable_s
+        self._connected_at: float | None = None
         self._down_since: dt.datetime | None = None
         self._cause = ""
 
     def connected(self) -> None:
         """Called by the adapter when a (re)connection is streaming: closes an open gap."""
         self.connects += 1
-        self.backoff.reset()
+        self._connected_at = self.clock.monotonic()
         if self._down_since is not None:
             self._close_gap(self.clock.now())
 
@@ -384,6 +390,13 @@ class Reconnector:
                 cause = f"{type(err).__name__}: {err}".strip().rstrip(":")
                 self.down(cause)
             failures = 0 if self.connects > before else failures + 1
+            up = self._connected_at
+            if (
+                self.connects > before
+                and up is not None
+                and self.clock.monotonic() - up >= self.stable_s
+            ):
+                self.backoff.reset()  # it was a real connection, not a flap
             if self.max_attempts is not None and failures >= self.max_attempts:
                 raise FeedError(
                     f"{self.feed}: gave up after {failures} failed reconnect attempts "
