@@ -183,6 +183,11 @@ async def run_with_status(sidecar: Sidecar, host: str, port: int) -> RunSummary:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, sidecar.stop)
     server = None
+    if port >= 0 and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "status endpoint on %s: it has no authentication and shows every symbol's RCNC; "
+            "keep it on 127.0.0.1 unless a firewall or proxy guards it", host,
+        )  # fmt: skip
     if port >= 0:
         server = StatusServer(sidecar.status, host, port)
         try:
