@@ -21,7 +21,8 @@ raised when its condition turns true for the symbol (not on every tick while it 
 
 * ``accumulation`` — price > RCNC, RCNC rising (slope > 0) and the main force net long;
   value = slope (TWD).
-* ``break`` — price < RCNC on a big sell order while RCNC falls; value = slope (TWD).
+* ``break`` — price < RCNC on a big sell order while RCNC falls faster than in the minute
+  before (slope < 0 and below the previous minute's slope); value = slope (TWD).
 * ``sweep`` — big buys within ``sweep_window_s`` reach ``sweep_lots`` (the P2 trigger); raised on
   every upward crossing; value = lots in the window.
 * ``spread_wide`` — quoted spread >= ``spread_alert_ticks`` ticks; value = spread in ticks.
@@ -153,6 +154,7 @@ class SessionState:
         self.minute = np.full(n, -1, np.int64)  # minute (since the open) of the last tick
         self.minute_last = np.full(n, np.nan)  # RCNC at the last tick of that minute
         self.prev_minute_close = np.full(n, np.nan)  # RCNC at the end of the minute before
+        self.prev2_minute_close = np.full(n, np.nan)  # ... and of the one before that
         self.edges = {k: np.zeros(n, bool) for k in _EDGE_KINDS}
         self.last_fired = {k: np.full(n, -1, np.int64) for k in SIGNAL_KINDS}
         self._sweep = (np.empty(0, np.int64), np.empty(0, np.int64))  # (key, shares) big buys
@@ -201,14 +203,22 @@ class SessionState:
         cn = np.cumsum(ns)
         cn = cn - (cn - ns)[first][seg] + cum_net0[segsym][seg]  # cum net after each tick
 
-        # RCNC slope against the close of the symbol's previous minute with trades
+        # RCNC slope against the close of the symbol's previous minute with trades (ref), and
+        # the previous minute's own slope (ref − ref2, ref2 = the close of the minute before)
         m = ts // _MINUTE_US
         newmin = newseg | _starts(m)
         run_start = np.maximum.accumulate(np.where(newmin, np.arange(n_ev), 0))
         first_run = run_start == start_of
-        carried = np.where(m == self.minute[ss], self.prev_minute_close[ss], self.minute_last[ss])
-        ref = np.where(first_run, carried, ls[np.maximum(run_start - 1, 0)])
+        same = m[start_of] == self.minute[ss]  # the batch continues the carried minute
+        c1 = np.where(same, self.prev_minute_close[ss], self.minute_last[ss])
+        c2 = np.where(same, self.prev2_minute_close[ss], self.prev_minute_close[ss])
+        prev_run = run_start[np.maximum(run_start - 1, 0)]  # start of the run before (if any)
+        ref = np.where(first_run, c1, ls[np.maximum(run_start - 1, 0)])
+        ref2 = np.where(
+            first_run, c2, np.where(prev_run == start_of, c1, ls[np.maximum(prev_run - 1, 0)])
+        )
         slope = ls - ref
+        prev_slope = np.nan_to_num(ref - ref2, nan=0.0)  # no earlier minute: it was flat
 
         # closed minutes → RCNC samples (a carried minute closes when a new one starts)
         run_end = np.append(newmin[1:], True)
@@ -220,17 +230,9 @@ class SessionState:
             minute=np.concatenate([self.minute[cs], m[run_end]]),
             rcnc=np.concatenate([self.minute_last[cs], ls[run_end]]),
         )
-        rs = run_start[last_ev]
         m_last = m[last_ev]
-        self.prev_minute_close[segsym] = np.where(
-            rs > first,
-            ls[np.maximum(rs - 1, 0)],
-            np.where(
-                m_last == self.minute[segsym],
-                self.prev_minute_close[segsym],
-                self.minute_last[segsym],
-            ),
-        )
+        self.prev_minute_close[segsym] = ref[last_ev]
+        self.prev2_minute_close[segsym] = ref2[last_ev]
         self.minute[segsym] = m_last
         self.minute_last[segsym] = ls[last_ev]
 
@@ -266,7 +268,7 @@ class SessionState:
 
         with np.errstate(invalid="ignore"):
             acc = (ps > ls) & (slope > 0) & (cn > 0)
-            brk = (ps < ls) & (ns < 0) & (slope < 0)
+            brk = (ps < ls) & (ns < 0) & (slope < 0) & (slope < prev_slope)
         i = rising("accumulation", acc)
         fired.append(("accumulation", i, slope[i]))
         i = rising("break", brk)
@@ -561,7 +563,7 @@ def _reason(kind: str, st: IntradaySettings, price, rcnc, value, volume, cum_net
     if kind == "break":
         return (
             f"break: price {price:.2f} below RCNC {rcnc:.2f} on a big sell of {lots:,.0f} lots, "
-            f"RCNC down {value:+.3f} since the previous minute"
+            f"RCNC down {value:+.3f} since the previous minute and falling faster"
         )
     if kind == "sweep":
         return (

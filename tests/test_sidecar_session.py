@@ -125,6 +125,17 @@ def test_rcnc_and_slope_drive_accumulation_and_break():
     assert brk["ts"].to_list() == [_at(1.2)]
     assert brk["rcnc"].to_list() == [598.0] and brk["value"].to_list() == [-2.0]
     assert "big sell of 60 lots" in brk["reason"][0]
+    # "falling faster": a slowing fall is no break, a renewed acceleration is a new one
+    rows = [
+        _t(0.0, 600.0, 60, -1),  # RCNC 600
+        _t(1.0, 590.0, 60, -1),  # RCNC 595: −5 → break
+        _t(2.0, 594.0, 60, -1),  # RCNC 594.67: −0.33, slower than −5 → not a break
+        _t(3.0, 580.0, 60, -1),  # RCNC 591: −3.67, faster than −0.33 → break again
+    ]
+    _, sig = _feed(rows)
+    brk = sig.filter(pl.col("kind") == "break")
+    assert brk["ts"].to_list() == [_at(1.0), _at(3.0)]
+    assert brk["value"].to_list() == pytest.approx([-5.0, 591.0 - 1784 / 3])
 
 
 def test_sweep_fires_on_each_upward_crossing_of_100_lots_in_3_minutes():
