@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -205,7 +204,7 @@ async def run_with_status(sidecar: Sidecar, host: str, port: int) -> RunSummary:
             await server.close()
 
 
-def print_summary(summary: RunSummary, sidecar: Sidecar, seconds: float) -> None:
+def print_summary(summary: RunSummary, seconds: float) -> None:
     total = summary.accepted + sum(summary.rejected.values())
     rate = total / seconds if seconds > 0 else 0.0
     print(f"session {summary.session}: {total:,} ticks in {seconds:.1f} s ({rate:,.0f}/s), "
@@ -245,13 +244,7 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.perf_counter()
     summary = asyncio.run(run_with_status(sidecar, args.host, args.status_port))
     seconds = time.perf_counter() - t0
-    print_summary(summary, sidecar, seconds)
+    print_summary(summary, seconds)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.as_dict(seconds), indent=1) + "\n")
     return 0 if summary.complete else 130
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - see __main__
-    from realtime_sidecar.__main__ import main as entry
-
-    return entry(argv)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -49,7 +48,6 @@ log = logging.getLogger("realtime_sidecar")
 signal_log = logging.getLogger("realtime_sidecar.signals")
 
 _TAIPEI = ZoneInfo(calendar.TIMEZONE)
-_CODEC_ROWS = struct.Struct("<I")  # a tick record's body starts with its row count
 #: after 13:30 the closing auction's prints still arrive for a moment
 CLOSE_GRACE = dt.timedelta(minutes=3)
 
@@ -207,7 +205,7 @@ class Sidecar:
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._pending: list[pl.DataFrame] = []
         self._interrupted = False
-        self._closed_by_clock = False
+        self.report_outcome: Any = None
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------------------ running
@@ -219,7 +217,13 @@ class Sidecar:
 
     async def run(self) -> RunSummary:
         self.queue.bind_loop()
-        self._recover(self.journal.open() if self.journal else [])
+        records = self.journal.open() if self.journal else []
+        try:
+            self._recover(records)
+        except BaseException:  # e.g. a journal of another run: nothing starts
+            if self.journal:
+                self.journal.close()
+            raise
         feeds = [f for f in (self.feed, self.proxy_feed) if f is not None]
         tasks = [asyncio.create_task(self._run_feed(f), name=f"feed:{f.name}") for f in feeds]
         helpers = [asyncio.create_task(self._flush_signals_forever())]
@@ -227,20 +231,22 @@ class Sidecar:
             helpers.append(asyncio.create_task(self._close_timer()))
             helpers.append(asyncio.create_task(self._silence_timer()))
         try:
-            await self._consume(tasks)
+            try:
+                await self._consume(tasks)
+            finally:
+                self.queue.stop.set()
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*tasks, *helpers, return_exceptions=True)
+            for task in tasks:  # a feed that failed (bad keys, gave up reconnecting) fails the run
+                if not task.cancelled() and task.exception() is not None:
+                    await asyncio.to_thread(self._flush_signals)
+                    raise task.exception()  # type: ignore[misc]
+            complete = not self._interrupted
+            eod = await asyncio.to_thread(self._finish) if complete else None
         finally:
-            self.queue.stop.set()
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*tasks, *helpers, return_exceptions=True)
             if self.journal:
                 self.journal.close()
-        for task in tasks:  # a feed that failed (bad keys, gave up reconnecting) fails the run
-            if not task.cancelled() and task.exception() is not None:
-                await asyncio.to_thread(self._flush_signals)
-                raise task.exception()  # type: ignore[misc]
-        complete = not self._interrupted
-        eod = await asyncio.to_thread(self._finish) if complete else None
         return self.summary(complete=complete, eod=eod)
 
     async def _run_feed(self, feed: Feed) -> None:
@@ -254,7 +260,6 @@ class Sidecar:
         if wait > 0:
             await self.clock.sleep(wait)
         log.info("%s: the session closed (%s); stopping the feeds", self.session, self.close_at)
-        self._closed_by_clock = True
         self.queue.stop.set()
 
     async def _silence_timer(self) -> None:
@@ -306,26 +311,36 @@ class Sidecar:
         cursor = next((t.cursor for t in reversed(ticks) if t.cursor is not None), None)
         if self.journal:
             self.journal.ticks(frame, now, cursor)
-        self._advance(frame, now, cursor)
+        self._advance(frame, now=now)
+        if cursor is not None:
+            self.cursor = cursor
         done = self.clock.monotonic()
         self.latency.add([done - t.received for t in ticks], [len(t) for t in ticks])
         self.last_latency_s = done - ticks[0].received
         self._rate.append((done, self.gate.accepted + sum(self.gate.rejected.values())))
 
-    def _advance(self, frame: pl.DataFrame, now: dt.datetime | None, cursor: int | None) -> None:
-        accepted, _ = self.gate.admit(frame, now)
-        signals = self.state.update(accepted)
+    def _advance(
+        self,
+        frame: pl.DataFrame,
+        *,
+        now: dt.datetime | None = None,
+        now_us: np.ndarray | None = None,
+        replaying: bool = False,
+    ) -> None:
+        """Gate ``frame`` and fold what is accepted into the state (live, or a restart replaying
+        its journal — then with ``now_us`` per tick, and nothing published again)."""
+        accepted, _ = self.gate.admit(frame, now, now_us=now_us)
         if accepted.height:
             self.last_tick_ts = accepted["ts"].max()
-        if cursor is not None:
-            self.cursor = cursor
         self.batches += 1
-        self._publish(signals)
+        self._publish(self.state.update(accepted), replaying=replaying)
 
-    def _publish(self, signals: pl.DataFrame) -> None:
+    def _publish(self, signals: pl.DataFrame, *, replaying: bool = False) -> None:
         if signals.height == 0:
             return
         self.signal_counts.update(signals["kind"].to_list())
+        if replaying:  # published before the restart; the warehouse slice is rewritten whole
+            return
         if signal_log.isEnabledFor(logging.INFO):
             for row in signals.select("ts", "symbol", "reason").iter_rows():
                 when = row[0].astimezone(_TAIPEI).strftime("%H:%M:%S")  # exchange time, Taipei
@@ -362,37 +377,32 @@ class Sidecar:
             )
         last_now: dt.datetime | None = None
         pending: list[jr.Record] = []  # consecutive tick records, replayed in one call
-        rows = [0]  # ticks in ``pending``
+        pending_rows = 0
 
         def flush() -> None:
-            if not pending:
-                return
-            frame = pending[0].codec.decode_many([r.body for r in pending])  # type: ignore[union-attr]
-            sizes = [_CODEC_ROWS.unpack_from(r.body)[0] for r in pending]  # type: ignore[arg-type]
-            stamps = [-1 if r.now is None else int(r.now.timestamp() * 1_000_000) for r in pending]
-            now_us = np.repeat(np.asarray(stamps, np.int64), sizes)
-            accepted, _ = self.gate.admit(frame, now_us=now_us)
-            self.signal_counts.update(self.state.update(accepted)["kind"].to_list())
-            if accepted.height:
-                self.last_tick_ts = accepted["ts"].max()
-            pending.clear()
-            rows[0] = 0
+            nonlocal pending_rows
+            pending_rows = 0
+            if pending:
+                stamps = [-1 if r.now is None else int(r.now.timestamp() * 1_000_000)
+                          for r in pending]  # fmt: skip
+                now_us = np.repeat(np.asarray(stamps, np.int64), [r.rows for r in pending])
+                self._advance(jr.decode_ticks(pending), now_us=now_us, replaying=True)
+                pending.clear()
 
         for rec in records[1:]:
             if rec.kind == jr.TICKS:
                 pending.append(rec)
-                rows[0] += _CODEC_ROWS.unpack_from(rec.body)[0]  # type: ignore[arg-type]
-                if rec.cursor is not None:
-                    self.cursor = rec.cursor
+                pending_rows += rec.rows
+                self.cursor = rec.cursor if rec.cursor is not None else self.cursor
                 last_now = rec.now or last_now
-                if rows[0] >= self.max_batch:
+                if pending_rows >= self.max_batch:
                     flush()
                 continue
-            flush()  # the state must see the ticks before anything else in the journal
+            flush()  # the state must see the ticks before anything after them in the journal
             if rec.kind == jr.TIMER:
-                self.signal_counts.update(self.state.check_silence(rec.now)["kind"].to_list())  # type: ignore[arg-type]
+                self._publish(self.state.check_silence(rec.now), replaying=True)  # type: ignore[arg-type]
             elif rec.kind == jr.PROXIES:
-                self.signal_counts.update(self.state.update_proxies(rec.frame)["kind"].to_list())  # type: ignore[arg-type]
+                self._publish(self.state.update_proxies(rec.frame), replaying=True)  # type: ignore[arg-type]
             elif rec.kind == jr.GAP:
                 i = rec.info or {}
                 self.gaps.append(
@@ -447,9 +457,7 @@ class Sidecar:
         """The close: aggregates → journal marker → warehouse → Dagster."""
         eod = self.state.eod()
         if self.journal:
-            self.journal.open()
             self.journal.close_marker({"eod_rows": eod.height, "accepted": self.gate.accepted})
-            self.journal.close()
         if self.warehouse is not None:
             from realtime_sidecar.report import write_eod
 
@@ -501,7 +509,7 @@ class Sidecar:
             eod_rows=0 if eod is None else eod.height,
             recovered_batches=self.recovered_batches,
             dropped=self.queue.dropped,
-            report=getattr(self, "report_outcome", None),
+            report=self.report_outcome,
             latency=self.latency,
         )
 

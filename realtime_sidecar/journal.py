@@ -72,6 +72,13 @@ class Record:
     codec: TickCodec | None = field(default=None, repr=False)
 
     @property
+    def rows(self) -> int:
+        """Ticks in a TICKS record (0 for the other kinds)."""
+        if self.kind != TICKS or self.body is None:
+            return 0
+        return _CODEC_HEAD.unpack_from(self.body)[0]
+
+    @property
     def frame(self) -> pl.DataFrame | None:
         if self.kind == PROXIES:
             return self.proxies
@@ -187,6 +194,13 @@ class TickCodec:
             cols.append(series)
         frame = pl.DataFrame(cols).select(list(TICK_SCHEMA))
         return frame.cast(dict(TICK_SCHEMA))
+
+
+def decode_ticks(records: Sequence[Record]) -> pl.DataFrame:
+    """The ticks of consecutive TICKS records as one frame (one decode for all of them)."""
+    codec = records[0].codec
+    assert codec is not None
+    return codec.decode_many([r.body for r in records if r.body is not None])
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:

@@ -47,7 +47,7 @@ import polars as pl
 
 from quant_genesis_dagster.domain import calendar, market
 from quant_genesis_dagster.domain.factors import chip
-from realtime_sidecar.config import IntradaySettings
+from realtime_sidecar.config import BIG_LOTS, IntradaySettings
 
 SIGNAL_SCHEMA = pl.Schema(
     {
@@ -92,7 +92,7 @@ _KEY_SHIFT = 1 << 35
 _EDGE_KINDS = ("accumulation", "break", "spread_wide", "limit_up", "limit_down")
 
 
-def reference_rcnc(ticks: pl.DataFrame, big_lots: int = 50) -> np.ndarray:
+def reference_rcnc(ticks: pl.DataFrame, big_lots: int = BIG_LOTS) -> np.ndarray:
     """SPEC §7.2 written out over a whole session at once (float cumulative sums per symbol,
     the last valid value carried) — the definition ``SessionState``'s incremental RCNC is
     checked against (tests, ``benchmarks.sidecar``). Per tick, in ``ticks``' order."""

@@ -22,7 +22,7 @@ Reasons, the first that applies, in this order:
 
 The order-dependent reasons use the gate's state (per symbol: the ticks accepted at its last
 accepted timestamp), so any split of a stream into batches accepts and rejects the same ticks.
-Everything is vectorized (polars): a tick is out of order when its timestamp is below the running
+Everything is vectorized (numpy): a tick is out of order when its timestamp is below the running
 maximum of its symbol's earlier ticks (rejected ticks never raise that maximum, so the running
 maximum over all of them equals the one over the accepted ones), and a duplicate when its key
 already occurred among the in-order ticks (equal keys share a timestamp, so only the ticks at the
